@@ -1,0 +1,23 @@
+# cmdnet: liver-MRI cohort -> CMD-Net (MVI, 3 classes) and local/non-local fusion (HCC grade).
+# `snakemake --cores all` runs everything on the default config (the built-in synthetic cohort).
+# Stages, in order: rules/cohort.smk (synthetic cohort, labels, clinical cleaning, folds),
+# rules/images.smk (DICOM -> NIfTI -> ROI arrays), rules/mvi.smk (teachers, methods, predictions),
+# rules/grade.smk (patch models), rules/evaluate.smk (statistics, tables, figures).
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/cohort.smk"
+include: "rules/images.smk"
+include: "rules/mvi.smk"
+include: "rules/grade.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        mvi_tables(),
+        grade_tables(),
+        "results/figures/mvi/.done",
+        "results/figures/grade/.done",

@@ -1,0 +1,472 @@
+"""Stage 2: tumour crops and 16^3 patches from a converted volume and the user's tumour mask.
+
+Geometry (all in LPS millimetres; numpy arrays in SimpleITK order `(z, y, x)`, shapes in config `[x, y, z]`):
+
+* **Tumour box** `[lo, hi]`: the physical extent of the mask's voxels (voxel *edges*, not centres), i.e.
+  the 8 corners of the index bounding box widened by half a voxel, mapped to physical space.
+* **Crop**: the tumour box grown by `margin_mm` on every side, covered by an axis-aligned (LPS) grid of
+  `crop_shape_xyz` voxels whose spacing is `(hi - lo + 2 * margin) / crop_shape_xyz` per axis (anisotropic
+  in general). The voxels tile the box exactly, so the crop's physical extent equals the grown box.
+  Image: linear interpolation; mask: nearest neighbour. Crop voxels outside the image get the minimum of
+  the image inside the grown box (before normalisation), and `crop_outside_fraction` records how many.
+* **Normalisation** statistics come from the original image voxels whose centres lie in the grown box
+  (not the whole body, not the resampled crop): `zscore` maps `v -> (v - mean) / sd`; `percentile` maps
+  `v -> (clip(v, p1, p99) - p1) / (p99 - p1)`; `none` leaves values alone. The same statistics are used for
+  the patches. Both are stored as `v_norm = (v' - norm_offset) / norm_scale` with `v'` clipped for percentile.
+* **Patches**: the tumour box grown by half a patch is resampled to isotropic `patch_spacing_mm`.
+  Candidate patch positions lie on a regular grid of stride `patch_stride_vox`; a patch covers voxels
+  `[c - 8, c + 8)` per axis and its centre (`patch_centres_mm`) is the geometric centre, i.e. continuous
+  index `c - 0.5`. A candidate qualifies when its 2x2x2 central voxels are tumour (so the centre lies in
+  the tumour), every voxel lies inside the image, and at least `min_patch_tumour_fraction` of its voxels
+  are tumour. More than `max_patches` qualifying patches are subsampled without replacement by a generator
+  seeded with `(seed, crc32(patient_id))`. When none qualifies, one patch centred on the tumour centroid is
+  taken (values beyond the image edge repeat the edge value) and `patch_fallback` is set.
+
+Values are stored as float32 (float16 would lose precision: ~3 significant digits); files are
+`np.savez_compressed` archives without pickled objects, so they load with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from cmdnet.atomic import atomic_path
+from cmdnet.errors import CohortError, InputError
+
+NORMALISATIONS = ("zscore", "percentile", "none")
+SPACING_TOL_MM = 1e-3
+ORIGIN_TOL_MM = 1e-3
+DIRECTION_TOL = 1e-4
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RoiParams:
+    """How crops and patches are made. Shapes and spacings are given in `(x, y, z)` order."""
+
+    crop_shape_xyz: tuple[int, int, int] = (24, 24, 12)
+    margin_mm: float = 10.0
+    patch_size: int = 16
+    patch_spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
+    patch_stride_vox: int = 4
+    max_patches: int = 16
+    min_patch_tumour_fraction: float = 0.5
+    normalisation: str = "zscore"
+    make_patches: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_shape_xyz", tuple(int(v) for v in self.crop_shape_xyz))
+        object.__setattr__(self, "patch_spacing_mm", tuple(float(v) for v in self.patch_spacing_mm))
+        problems = []
+        if len(self.crop_shape_xyz) != 3 or min(self.crop_shape_xyz) < 1:
+            problems.append(f"crop_shape_xyz must be 3 positive integers, got {self.crop_shape_xyz}")
+        if len(self.patch_spacing_mm) != 3 or min(self.patch_spacing_mm) <= 0:
+            problems.append(f"patch_spacing_mm must be 3 positive numbers, got {self.patch_spacing_mm}")
+        if not (math.isfinite(self.margin_mm) and self.margin_mm >= 0):
+            problems.append(f"margin_mm must be >= 0, got {self.margin_mm}")
+        if self.patch_size < 2 or self.patch_size % 2:
+            problems.append(f"patch_size must be an even integer >= 2, got {self.patch_size}")
+        if self.patch_stride_vox < 1:
+            problems.append(f"patch_stride_vox must be >= 1, got {self.patch_stride_vox}")
+        if self.max_patches < 1:
+            problems.append(f"max_patches must be >= 1, got {self.max_patches}")
+        if not 0.0 <= self.min_patch_tumour_fraction <= 1.0:
+            problems.append(f"min_patch_tumour_fraction must lie in [0, 1], got {self.min_patch_tumour_fraction}")
+        if self.normalisation not in NORMALISATIONS:
+            problems.append(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}")
+        if problems:
+            raise InputError("invalid ROI parameters: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RoiParams":
+        """Build from a config mapping; an unknown key is refused with its name (catches typos)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown ROI parameter(s) {', '.join(map(repr, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**dict(d))
+
+
+# --------------------------------------------------------------------------------------------- mask
+
+
+def _geometry_mismatch(mask: sitk.Image, image: sitk.Image) -> str | None:
+    """The first way `mask` is not on `image`'s grid, as a readable phrase, or None."""
+    if mask.GetDimension() != image.GetDimension():
+        return f"dimension {mask.GetDimension()} != image {image.GetDimension()}"
+    if mask.GetSize() != image.GetSize():
+        return f"size {mask.GetSize()} != image {image.GetSize()}"
+    checks = (("spacing", mask.GetSpacing(), image.GetSpacing(), SPACING_TOL_MM, " mm"),
+              ("origin", mask.GetOrigin(), image.GetOrigin(), ORIGIN_TOL_MM, " mm"),
+              ("direction", mask.GetDirection(), image.GetDirection(), DIRECTION_TOL, ""))
+    for name, got, want, tol, unit in checks:
+        if np.max(np.abs(np.subtract(got, want))) > tol:
+            fmt = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
+            return f"{name} {fmt(got)} != image {fmt(want)} (tolerance {tol:g}{unit})"
+    return None
+
+
+def load_mask_on_image_grid(mask_path: str | Path, image: sitk.Image, *, patient: str | None = None,
+                            phase: str | None = None) -> sitk.Image:
+    """Read a tumour mask (NIfTI/NRRD, any orientation), reorient it to LPS and check it lies on `image`'s grid.
+
+    `image` must already be in LPS (as the conversion stage writes it). Returns a UInt8 image of 0/1
+    (`mask > 0`) carrying exactly `image`'s geometry. Raises CohortError (naming patient, phase, the mask
+    file and the mismatch) for an unreadable, multi-component, off-grid or empty mask.
+    """
+    mask_path = Path(mask_path)
+    where = dict(patient=patient, phase=phase, path=mask_path)
+    if not mask_path.is_file():
+        raise CohortError("tumour mask file does not exist", **where)
+    try:
+        mask = sitk.ReadImage(str(mask_path))
+    except RuntimeError as exc:
+        raise CohortError(f"cannot read tumour mask: {str(exc).strip().splitlines()[-1]}", **where) from exc
+    if mask.GetNumberOfComponentsPerPixel() != 1:
+        raise CohortError(f"tumour mask has {mask.GetNumberOfComponentsPerPixel()} components per voxel; "
+                          "expected a scalar label map", **where)
+    if mask.GetDimension() != 3:
+        raise CohortError(f"tumour mask is {mask.GetDimension()}D; expected 3D", **where)
+    mask = sitk.DICOMOrient(mask, "LPS")
+    mismatch = _geometry_mismatch(mask, image)
+    if mismatch is not None:
+        raise CohortError(f"tumour mask is not on the image grid: {mismatch}", **where)
+    binary = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    binary.CopyInformation(image)
+    if not np.any(sitk.GetArrayViewFromImage(binary)):
+        raise CohortError("tumour mask has no tumour voxels (all values <= 0)", **where)
+    return binary
+
+
+# ------------------------------------------------------------------------------------------ geometry
+
+
+def _tumour_box_mm(mask: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Tumour box `lo, hi` (LPS mm, voxel edges), centroid (mm) and volume (mm^3) of a 0/1 mask."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    bbox = stats.GetBoundingBox(1)  # (x0, y0, z0, nx, ny, nz) in index space
+    start = np.asarray(bbox[:3], dtype=float) - 0.5
+    stop = start + np.asarray(bbox[3:], dtype=float)
+    corners = np.array([mask.TransformContinuousIndexToPhysicalPoint(tuple(np.where(sel, stop, start)))
+                        for sel in itertools.product((False, True), repeat=3)])
+    return (corners.min(axis=0), corners.max(axis=0), np.asarray(stats.GetCentroid(1)),
+            float(stats.GetPhysicalSize(1)))
+
+
+def _resample(image: sitk.Image, origin: np.ndarray, spacing: np.ndarray, size_xyz: tuple[int, ...], *,
+              interpolator: int, default: float, extrapolate_edge: bool = False) -> sitk.Image:
+    """Resample `image` onto an axis-aligned LPS grid (identity direction)."""
+    f = sitk.ResampleImageFilter()
+    f.SetOutputOrigin(tuple(float(v) for v in origin))
+    f.SetOutputSpacing(tuple(float(v) for v in spacing))
+    f.SetSize(tuple(int(v) for v in size_xyz))
+    f.SetOutputDirection(_IDENTITY)
+    f.SetInterpolator(interpolator)
+    f.SetDefaultPixelValue(float(default))
+    f.SetUseNearestNeighborExtrapolator(extrapolate_edge)
+    f.SetOutputPixelType(image.GetPixelID())
+    return f.Execute(image)
+
+
+def _inside_image(image: sitk.Image) -> sitk.Image:
+    """A UInt8 image of ones on `image`'s grid: resampled with default 0 it marks what lies inside."""
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    return ones
+
+
+def _values_in_box(image: sitk.Image, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Original image values whose voxel centres lie in the physical box `[lo, hi]` (1-D float64)."""
+    corners = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(np.where(sel, hi, lo)))
+                        for sel in itertools.product((False, True), repeat=3)])
+    size = np.asarray(image.GetSize())
+    first = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, size - 1)
+    last = np.clip(np.ceil(corners.max(axis=0)).astype(int), 0, size - 1)
+    arr = sitk.GetArrayViewFromImage(image)[first[2]:last[2] + 1, first[1]:last[1] + 1, first[0]:last[0] + 1]
+    kz, ky, kx = np.meshgrid(*(np.arange(first[a], last[a] + 1) for a in (2, 1, 0)), indexing="ij")
+    index_xyz = np.stack([kx.ravel(), ky.ravel(), kz.ravel()], axis=1).astype(float)
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    phys = np.asarray(image.GetOrigin()) + (index_xyz * np.asarray(image.GetSpacing())) @ direction.T
+    eps = 1e-6
+    inside = np.all((phys >= lo - eps) & (phys <= hi + eps), axis=1)
+    return np.asarray(arr, dtype=np.float64).ravel()[inside]
+
+
+def _normaliser(values: np.ndarray, method: str, *, where: dict) -> tuple[float, float, tuple[float, float] | None]:
+    """`(offset, scale, clip)` such that `v_norm = (clip(v) - offset) / scale`."""
+    if values.size == 0:
+        raise CohortError("no image voxel lies inside the tumour box; cannot normalise", **where)
+    if method == "none":
+        return 0.0, 1.0, None
+    if method == "zscore":
+        mean, sd = float(values.mean()), float(values.std())
+        if not sd > 0:
+            raise CohortError("image is constant inside the tumour box (SD 0); cannot z-score", **where)
+        return mean, sd, None
+    p1, p99 = (float(v) for v in np.percentile(values, [1.0, 99.0]))
+    if not p99 > p1:
+        raise CohortError(f"image percentiles p1 = p99 = {p1:g} inside the tumour box; cannot rescale", **where)
+    return p1, p99 - p1, (p1, p99)
+
+
+def _apply(arr: np.ndarray, norm: tuple[float, float, tuple[float, float] | None]) -> np.ndarray:
+    offset, scale, clip = norm
+    if clip is not None:
+        arr = np.clip(arr, *clip)
+    return ((arr - offset) / scale).astype(np.float32)
+
+
+def _box_sums(arr: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """Sum of `arr` over the cubes `[s, s + size)` for each row `s` (z, y, x) of `starts`, via an integral image."""
+    integral = np.zeros(tuple(n + 1 for n in arr.shape), dtype=np.float64)
+    integral[1:, 1:, 1:] = arr.astype(np.float64).cumsum(0).cumsum(1).cumsum(2)
+    total = np.zeros(len(starts))
+    for sel in itertools.product((0, 1), repeat=3):
+        corner = starts + size * np.asarray(sel)
+        sign = (-1) ** (3 - sum(sel))
+        total += sign * integral[corner[:, 0], corner[:, 1], corner[:, 2]]
+    return total
+
+
+# ------------------------------------------------------------------------------------------ patches
+
+
+def _patches(image: sitk.Image, mask: sitk.Image, lo: np.ndarray, hi: np.ndarray, centroid: np.ndarray,
+             norm, params: RoiParams, patient: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """`(patches (n, S, S, S) float32, centres (n, 3) LPS mm, fallback)`; see the module docstring."""
+    size, half, stride = params.patch_size, params.patch_size // 2, params.patch_stride_vox
+    spacing = np.asarray(params.patch_spacing_mm)
+    region_lo = lo - half * spacing
+    region_shape = np.ceil((hi - lo) / spacing).astype(int) + size  # (x, y, z)
+    origin = region_lo + spacing / 2
+    img = sitk.GetArrayFromImage(_resample(image, origin, spacing, region_shape,
+                                           interpolator=sitk.sitkLinear, default=0.0))
+    tum = sitk.GetArrayFromImage(_resample(mask, origin, spacing, region_shape,
+                                           interpolator=sitk.sitkNearestNeighbor, default=0))
+    inside = sitk.GetArrayFromImage(_resample(_inside_image(image), origin, spacing, region_shape,
+                                              interpolator=sitk.sitkNearestNeighbor, default=0))
+    shape_zyx = np.asarray(img.shape)
+    axes = [np.arange(half, n - half + 1, stride) for n in shape_zyx]
+    centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)  # c (z, y, x); patch [c-h, c+h)
+    if len(centres):
+        core = _box_sums(tum, centres - 1, 2) == 8
+        centres = centres[core]
+    if len(centres):
+        starts = centres - half
+        ok = ((_box_sums(inside, starts, size) == size ** 3)
+              & (_box_sums(tum, starts, size) >= params.min_patch_tumour_fraction * size ** 3))
+        centres = centres[ok]
+    if len(centres) > params.max_patches:
+        rng = np.random.default_rng([params.seed, zlib.crc32(patient.encode("utf-8"))])
+        centres = centres[np.sort(rng.choice(len(centres), params.max_patches, replace=False))]
+    if len(centres):
+        patches = np.stack([img[z - half:z + half, y - half:y + half, x - half:x + half] for z, y, x in centres])
+        centres_mm = origin + (centres[:, ::-1] - 0.5) * spacing
+        return _apply(patches, norm), centres_mm, False
+    # Fallback: one patch whose geometric centre is the tumour centroid, edge values beyond the image.
+    fb_origin = centroid - (half - 0.5) * spacing
+    patch = sitk.GetArrayFromImage(_resample(image, fb_origin, spacing, (size,) * 3, interpolator=sitk.sitkLinear,
+                                             default=0.0, extrapolate_edge=True))
+    return _apply(patch[None], norm), centroid[None].copy(), True
+
+
+# ---------------------------------------------------------------------------------------------- ROI
+
+
+def extract_roi(image_path: str | Path, mask_path: str | Path, out_path: str | Path, params: RoiParams, *,
+                patient: str, phase: str) -> dict[str, Any]:
+    """Crop the whole tumour (+ margin) and take tumour patches from one phase; write `out_path` (.npz).
+
+    The archive holds `crop` float32 `(Z, Y, X)`, `crop_mask` uint8 `(Z, Y, X)`, `patches` float32
+    `(n, S, S, S)`, `patch_centres_mm` float64 `(n, 3)` (LPS x, y, z), plus `crop_origin_mm`,
+    `crop_spacing_mm` (x, y, z; the crop grid has identity LPS direction), `norm_offset`, `norm_scale`,
+    `tumour_volume_mm3`, `patch_fallback`. Returns the manifest row (no identifiers beyond `patient`).
+    Nothing is written when the mask is off-grid or empty.
+    """
+    image_path = Path(image_path)
+    where = dict(patient=patient, phase=phase, path=image_path)
+    try:
+        image = sitk.ReadImage(str(image_path))
+    except RuntimeError as exc:
+        raise CohortError(f"cannot read converted volume: {str(exc).strip().splitlines()[-1]}", **where) from exc
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise CohortError("converted volume is not a scalar 3D image", **where)
+    image = sitk.Cast(sitk.DICOMOrient(image, "LPS"), sitk.sitkFloat32)  # no-op for the conversion stage's output
+    mask = load_mask_on_image_grid(mask_path, image, patient=patient, phase=phase)
+
+    lo, hi, centroid, volume = _tumour_box_mm(mask)
+    box_lo, box_hi = lo - params.margin_mm, hi + params.margin_mm
+    shape_xyz = np.asarray(params.crop_shape_xyz)
+    crop_spacing = (box_hi - box_lo) / shape_xyz
+    crop_origin = box_lo + crop_spacing / 2
+
+    values = _values_in_box(image, box_lo, box_hi)
+    norm = _normaliser(values, params.normalisation, where=where)
+    fill = float(values.min())
+    crop = sitk.GetArrayFromImage(_resample(image, crop_origin, crop_spacing, params.crop_shape_xyz,
+                                            interpolator=sitk.sitkLinear, default=fill))
+    crop_mask = sitk.GetArrayFromImage(_resample(mask, crop_origin, crop_spacing, params.crop_shape_xyz,
+                                                 interpolator=sitk.sitkNearestNeighbor, default=0))
+    inside = sitk.GetArrayFromImage(_resample(_inside_image(image), crop_origin, crop_spacing,
+                                              params.crop_shape_xyz, interpolator=sitk.sitkNearestNeighbor,
+                                              default=0))
+    if not crop_mask.any():
+        raise CohortError("the tumour crop holds no tumour voxel after resampling (crop grid too coarse?)",
+                          **where)
+
+    if params.make_patches:
+        patches, centres_mm, fallback = _patches(image, mask, lo, hi, centroid, norm, params, patient)
+    else:
+        s = params.patch_size
+        patches, centres_mm, fallback = np.zeros((0, s, s, s), np.float32), np.zeros((0, 3)), False
+
+    arrays = dict(crop=_apply(crop, norm), crop_mask=crop_mask.astype(np.uint8),
+                  patches=patches.astype(np.float32), patch_centres_mm=centres_mm.astype(np.float64),
+                  crop_origin_mm=crop_origin, crop_spacing_mm=crop_spacing,
+                  norm_offset=np.float64(norm[0]), norm_scale=np.float64(norm[1]),
+                  tumour_volume_mm3=np.float64(volume), patch_fallback=np.bool_(fallback))
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+    return {
+        "patient_id": patient,
+        "phase": phase,
+        "crop_shape_zyx": [int(v) for v in crop.shape],
+        "n_patches": int(len(patches)),
+        "patch_fallback": bool(fallback),
+        "tumour_volume_mm3": volume,
+        "bbox_min_mm": [float(v) for v in lo],
+        "bbox_max_mm": [float(v) for v in hi],
+        "spacing_mm": [float(v) for v in crop_spacing],
+        "crop_outside_fraction": float(1.0 - inside.mean()),
+        "crop_tumour_fraction": float(crop_mask.mean()),
+        "normalisation": params.normalisation,
+        "norm_offset": float(norm[0]),
+        "norm_scale": float(norm[1]),
+        "path": str(out_path),
+    }
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+def _read_roi(path: Path, *, patient: str, phase: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise CohortError(f"cannot read ROI archive: {exc}", patient=patient, phase=phase, path=path) from exc
+
+
+def assemble_dataset(roi_paths: Mapping[tuple[str, str], str | Path], phases: list[str], out_path: str | Path, *,
+                     with_patches_of: str | None = None) -> pd.DataFrame:
+    """Stack per-patient ROI archives into one compressed `.npz` for training.
+
+    Patients appear in the order of their first key in `roi_paths`; every patient must have every phase.
+    The archive holds `patient_id` (N,) str, `images` float32 `(N, P, Z, Y, X)` and `masks` uint8
+    `(N, P, Z, Y, X)` with phases in the order of `phases`, and with `with_patches_of=PHASE` also
+    `patches` float32 `(M, S, S, S)`, `patch_patient` (M,) str and `patch_centres_mm` (M, 3) of that phase.
+    Writes `<stem>_manifest.parquet` beside it (one row per patient and phase) and returns that manifest.
+    Refuses a missing phase or a crop shape that differs from the first one, naming the patient.
+    """
+    if not phases or len(set(phases)) != len(phases):
+        raise InputError(f"phases must be a non-empty list without repeats, got {phases}")
+    if with_patches_of is not None and with_patches_of not in phases:
+        raise InputError(f"with_patches_of={with_patches_of!r} is not one of the phases {phases}")
+    patients = list(dict.fromkeys(pid for pid, _ in roi_paths))
+    if not patients:
+        raise InputError("no ROI archives given; cannot assemble an empty dataset")
+
+    images, masks, rows = [], [], []
+    patch_list, patch_owner, centre_list = [], [], []
+    expected: tuple[int, ...] | None = None
+    for i, pid in enumerate(patients):
+        crops, crop_masks = [], []
+        for phase in phases:
+            if (pid, phase) not in roi_paths:
+                raise CohortError("no ROI archive for this phase", patient=pid, phase=phase)
+            path = Path(roi_paths[(pid, phase)])
+            roi = _read_roi(path, patient=pid, phase=phase)
+            shape = tuple(roi["crop"].shape)
+            if expected is None:
+                expected = shape
+            if shape != expected or tuple(roi["crop_mask"].shape) != shape:
+                raise CohortError(f"crop shape (z, y, x) {shape} (mask {tuple(roi['crop_mask'].shape)}) differs from "
+                                  f"{expected} of patient {patients[0]}, phase {phases[0]}",
+                                  patient=pid, phase=phase, path=path)
+            crops.append(roi["crop"].astype(np.float32))
+            crop_masks.append(roi["crop_mask"].astype(np.uint8))
+            n_patches = int(len(roi["patches"]))
+            if phase == with_patches_of:
+                if n_patches:
+                    patch_shape = tuple(roi["patches"].shape[1:])
+                    if patch_list and patch_shape != patch_list[0].shape[1:]:
+                        raise CohortError(f"patch shape {patch_shape} differs from {patch_list[0].shape[1:]}",
+                                          patient=pid, phase=phase, path=path)
+                    patch_list.append(roi["patches"].astype(np.float32))
+                    centre_list.append(roi["patch_centres_mm"].astype(np.float64))
+                    patch_owner.extend([pid] * n_patches)
+            rows.append({"patient_id": pid, "phase": phase, "row": i, "crop_shape_zyx": list(shape),
+                         "n_patches": n_patches,
+                         "patch_fallback": bool(roi["patch_fallback"]) if "patch_fallback" in roi else False,
+                         "tumour_volume_mm3": float(roi["tumour_volume_mm3"]) if "tumour_volume_mm3" in roi
+                         else float("nan"),
+                         "crop_tumour_fraction": float(roi["crop_mask"].mean()),
+                         "roi_path": str(path)})
+        images.append(np.stack(crops))
+        masks.append(np.stack(crop_masks))
+
+    arrays: dict[str, np.ndarray] = {"patient_id": np.asarray(patients, dtype=str),
+                                     "images": np.stack(images), "masks": np.stack(masks)}
+    if with_patches_of is not None:
+        if not patch_list:
+            raise CohortError(f"no patient has any patch of phase {with_patches_of}", phase=with_patches_of)
+        arrays["patches"] = np.concatenate(patch_list)
+        arrays["patch_patient"] = np.asarray(patch_owner, dtype=str)
+        arrays["patch_centres_mm"] = np.concatenate(centre_list)
+
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    manifest = pd.DataFrame(rows)
+    with atomic_path(out_path.with_name(f"{out_path.stem}_manifest.parquet")) as tmp:
+        manifest.to_parquet(tmp, index=False)
+    return manifest
+
+
+def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
+    """Load an assembled dataset into memory (`patient_id`, `images`, `masks`, maybe `patches`, ...).
+
+    Checks that the arrays agree in length, so a truncated or hand-edited file fails here, not in training.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read dataset: {exc}", path=path) from exc
+    missing = {"patient_id", "images", "masks"} - set(data)
+    if missing:
+        raise InputError(f"dataset lacks array(s) {sorted(missing)}", path=path)
+    n = len(data["patient_id"])
+    if data["images"].ndim != 5 or data["images"].shape[0] != n or data["masks"].shape != data["images"].shape:
+        raise InputError(f"dataset arrays disagree: patient_id {n}, images {data['images'].shape}, "
+                         f"masks {data['masks'].shape}", path=path)
+    if "patches" in data and len(data["patches"]) != len(data.get("patch_patient", ())):
+        raise InputError(f"dataset has {len(data['patches'])} patches but "
+                         f"{len(data.get('patch_patient', ()))} patch_patient entries", path=path)
+    return data

@@ -1,0 +1,88 @@
+# Config validation, the patient list, and the input functions shared by the rules.
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from cmdnet.methods import METHODS, teachers_needed, method as method_spec
+from cmdnet.synth.params import patient_ids as synthetic_patient_ids
+
+min_version("9.0")
+
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+SYNTHETIC = config["cohort"]["sheet"] is None
+if SYNTHETIC:
+    COHORT_DIR = "results/synthetic_cohort"
+    COHORT_SHEET = f"{COHORT_DIR}/cohort.csv"
+    CLINICAL_SHEET = f"{COHORT_DIR}/clinical.csv"
+    CLINICAL_DICTIONARY = f"{COHORT_DIR}/clinical_dictionary.csv"
+    COHORT_INPUT = [COHORT_DIR]
+    PATIENTS = synthetic_patient_ids(config["synthetic"]["n_patients"])
+else:
+    from cmdnet.cohort import patient_ids_from_sheet
+
+    COHORT_SHEET = config["cohort"]["sheet"]
+    CLINICAL_SHEET = config["cohort"]["clinical_sheet"]
+    CLINICAL_DICTIONARY = config["cohort"]["clinical_dictionary"]
+    for key in ("clinical_sheet", "clinical_dictionary"):
+        if not config["cohort"][key]:
+            raise WorkflowError(f"config cohort.{key} is required when cohort.sheet is set")
+    COHORT_INPUT = [COHORT_SHEET, CLINICAL_SHEET, CLINICAL_DICTIONARY]
+    PATIENTS = patient_ids_from_sheet(COHORT_SHEET, column=config["cohort"]["columns"]["patient_id"])
+
+MVI_PHASES = list(config["mvi"]["phases"])
+GRADE_PHASE = config["grade"]["phase"]
+ALL_PHASES = list(dict.fromkeys(MVI_PHASES + [GRADE_PHASE]))
+MVI_METHODS = list(config["mvi"]["methods"])
+for _name in MVI_METHODS:
+    method_spec(_name)  # unknown names fail here, with the known names listed
+MVI_TEACHERS = teachers_needed(MVI_METHODS)
+MVI_FOLDS = list(range(config["folds"]["mvi_k"]))
+GRADE_REPEATS = list(range(config["folds"]["grade_repeats"]))
+GRADE_FOLDS = list(range(config["folds"]["grade_k"]))
+TRAIN_THREADS = config["resources"]["training_threads"]
+TRAIN_MEM = config["resources"]["training_mem_mb"]
+
+
+wildcard_constraints:
+    patient="[A-Za-z0-9_.-]+",
+    phase="|".join(ALL_PHASES),
+    fold=r"\d+",
+    repeat=r"\d+",
+    method="|".join(METHODS),
+    teacher="|".join(["teacher", "teacher_pre", "teacher_hbp", "teacher_noca"]),
+
+
+def mvi_tables():
+    return expand("results/tables/{table}.{ext}", table=["table1_mvi", "table2_mvi_ablation"],
+                  ext=["md", "csv", "tex"])
+
+
+def grade_tables():
+    return expand("results/tables/{table}.{ext}", table=["table1_grade", "table2_grade_fusion"],
+                  ext=["md", "csv", "tex"])
+
+
+def teacher_of(wildcards):
+    """The same fold's teacher model for a distilled method; nothing for the others."""
+    name = method_spec(wildcards.method).teacher
+    return [] if name is None else f"results/mvi/teachers/{name}/fold{wildcards.fold}/model.pt"
+
+
+def _merged(base, override):
+    out = dict(base)
+    for key, value in (override or {}).items():
+        out[key] = _merged(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def mvi_training_params(name):
+    """The config one teacher's or method's jobs depend on, with its `mvi.overrides` entry merged in.
+
+    Rules pass only this as `params`, so changing one method's settings reruns only that method's jobs
+    (Snakemake reruns a job whose params changed).
+    """
+    section = {key: config["mvi"][key] for key in ("model", "training", "distillation")}
+    section = _merged(section, config["mvi"].get("overrides", {}).get(name))
+    return {**section, "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
+            "phases": MVI_PHASES}

@@ -1,0 +1,16 @@
+from cmdnet.logs import tee_output
+
+tee_output(snakemake.log[0])
+
+import pandas as pd  # noqa: E402
+
+from cmdnet.tabular_io import write_parquet  # noqa: E402
+from cmdnet.training.mvi import load_mvi_data, predict_fold  # noqa: E402
+
+data = load_mvi_data(snakemake.input.dataset, snakemake.input.labels, snakemake.params.phases,
+                     clinical_path=snakemake.input.clinical, dictionary_path=snakemake.params.dictionary)
+folds = pd.read_parquet(snakemake.input.folds)
+predictions = pd.concat([predict_fold(path, data, folds, fold)
+                         for fold, path in zip(snakemake.params.folds, snakemake.input.models)], ignore_index=True)
+write_parquet(predictions, snakemake.output[0])
+print(f"{len(predictions)} out-of-fold predictions -> {snakemake.output[0]}")
