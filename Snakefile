@@ -19,5 +19,5 @@ rule all:
     input:
         mvi_tables(),
         grade_tables(),
-        "results/figures/mvi/.done",
-        "results/figures/grade/.done",
+        "results/mvi/summary.csv",
+        "results/grade/metrics_per_fold.csv",

@@ -224,9 +224,11 @@ def _normaliser(values: np.ndarray, method: str, *, where: dict) -> tuple[float,
 
 def _apply(arr: np.ndarray, norm: tuple[float, float, tuple[float, float] | None]) -> np.ndarray:
     offset, scale, clip = norm
-    if clip is not None:
-        arr = np.clip(arr, *clip)
-    return ((arr - offset) / scale).astype(np.float32)
+    arr = np.asarray(arr, dtype=np.float64)
+    if clip is None:
+        return ((arr - offset) / scale).astype(np.float32)
+    # Clip again after scaling: float rounding must not leave [0, 1].
+    return np.clip((np.clip(arr, *clip) - offset) / scale, 0.0, 1.0).astype(np.float32)
 
 
 def _box_sums(arr: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
@@ -313,7 +315,7 @@ def extract_roi(image_path: str | Path, mask_path: str | Path, out_path: str | P
     crop_spacing = (box_hi - box_lo) / shape_xyz
     crop_origin = box_lo + crop_spacing / 2
 
-    values = _values_in_box(image, box_lo, box_hi)
+    values = sitk.GetArrayFromImage(image).ravel().astype(float)
     norm = _normaliser(values, params.normalisation, where=where)
     fill = float(values.min())
     crop = sitk.GetArrayFromImage(_resample(image, crop_origin, crop_spacing, params.crop_shape_xyz,

@@ -173,3 +173,11 @@ def test_write_parquet_round_trip_leaves_no_temporary(tmp_path):
     write_parquet(df, target)
     pd.testing.assert_frame_equal(pd.read_parquet(target), df)
     assert [p.name for p in target.parent.iterdir()] == ["folds.parquet"]
+
+
+def test_ids_that_cannot_be_file_names_are_refused(tmp_path):
+    rows = _rows()
+    rows[0]["patient_id"] = "../P001"
+    rows[1]["patient_id"] = "P 002"
+    with pytest.raises(CohortError, match=r"patient ids '\.\./P001', 'P 002' cannot be used as file"):
+        load_cohort(_write(tmp_path, rows), phases=PHASES)

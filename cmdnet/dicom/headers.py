@@ -35,6 +35,8 @@ class SeriesInfo:
 
 @dataclass(frozen=True)
 class Header:
+    """One file and its header (pydicom Dataset read with `stop_before_pixels`)."""
+
     path: Path
     ds: pydicom.Dataset
 

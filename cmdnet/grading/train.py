@@ -121,6 +121,8 @@ def _check_inputs(patches: np.ndarray, patch_patient: np.ndarray, labels: dict[s
         raise InputError("patch holds non-finite values", patient=str(patch_patient[np.flatnonzero(bad)[0]]))
     if len({labels[p] for p in train_ids}) < 2:
         raise InputError(f"the training patients ({len(train_ids)}) hold only one grade class")
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be a non-empty list of distinct (method, dim) pairs, got {methods!r}")
     for method, dim in methods:
         if method not in GRADE_METHODS or dim not in DIMS:
             raise ValueError(f"unknown (method, dim) {(method, dim)!r}; methods {sorted(GRADE_METHODS)}, "

@@ -69,6 +69,9 @@ class MRIEncoder(nn.Module):
         self.final_conv = nn.Sequential(nn.Conv3d(last, last, 3, padding=1, bias=False),
                                         make_norm(norm, last), nn.ReLU(inplace=True))
         self.fc = nn.Linear(last, feature_dim)
+        for m in self.modules():  # He init for ReLU nets (as torchvision's ResNets); PyTorch's default shrinks
+            if isinstance(m, nn.Conv3d):  # the signal ~1/sqrt(3) per layer, i.e. ~50x over the 9 convs
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def feature_maps(self, x: Tensor, channel_scales: Sequence[Tensor] | None = None) -> Tensor:
         if x.ndim != 5 or x.shape[1] != self.in_channels:

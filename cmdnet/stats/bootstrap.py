@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
-from .metrics import _check_labels_probs, macro_ovo_auc
+from .metrics import check_labels_probs, macro_ovo_auc
 
 
 def _stratified_indices(labels: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -37,7 +37,7 @@ def _percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float]:
 def bootstrap_ci(labels: np.ndarray, probs: np.ndarray, metric_fn: Callable[[np.ndarray, np.ndarray], float],
                  n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile (1 - alpha) CI of `metric_fn(labels, probs) -> float` under stratified resampling."""
-    labels, probs = _check_labels_probs(labels, probs)
+    labels, probs = check_labels_probs(labels, probs)
     idx = _stratified_indices(labels, n_boot, seed)
     values = np.array([metric_fn(labels[i], probs[i]) for i in idx], dtype=float)
     return _percentile_ci(values, alpha)
@@ -53,8 +53,8 @@ def paired_bootstrap_macro_auc(labels: np.ndarray, probs_a: np.ndarray, probs_b:
     """
     if np.shape(probs_a) != np.shape(probs_b):
         raise ValueError(f"probs_a {np.shape(probs_a)} and probs_b {np.shape(probs_b)} differ in shape")
-    labels, probs_a = _check_labels_probs(labels, probs_a)
-    _, probs_b = _check_labels_probs(labels, probs_b)
+    labels, probs_a = check_labels_probs(labels, probs_a)
+    _, probs_b = check_labels_probs(labels, probs_b)
     auc_a = macro_ovo_auc(labels, probs_a)
     auc_b = macro_ovo_auc(labels, probs_b)
     idx = _stratified_indices(labels, n_boot, seed)

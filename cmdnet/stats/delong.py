@@ -145,7 +145,7 @@ def _truth_to_binary(truth: pd.Series, positive: str | float | None, path: Path)
         raise InputError(f"truth column {truth.name!r} has empty values (CSV lines {rows})", path=path)
     values = truth.unique().tolist()
     if positive is not None:
-        if pd.api.types.is_numeric_dtype(truth):
+        if pd.api.types.is_numeric_dtype(truth) and not pd.api.types.is_bool_dtype(truth):
             try:
                 pos_value: object = float(positive)
             except ValueError:

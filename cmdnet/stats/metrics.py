@@ -31,7 +31,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_
 MetricFn = Callable[[np.ndarray, np.ndarray], dict]
 
 
-def _check_labels_probs(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_labels_probs(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated `labels (n,)` int in 0..C-1 and finite `probs (n, C)`; ValueError naming the problem."""
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2:
@@ -54,7 +55,7 @@ def _check_labels_probs(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarr
 
 def macro_ovo_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """Hand & Till macro one-vs-one AUC of `probs (n, C)` (every class must be present)."""
-    labels, probs = _check_labels_probs(labels, probs)
+    labels, probs = check_labels_probs(labels, probs)
     n_classes = probs.shape[1]
     missing = sorted(set(range(n_classes)) - set(labels.tolist()))
     if missing:
@@ -76,7 +77,7 @@ def mvi_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     `sensitivity_c` = TP_c / (TP_c + FN_c) and `specificity_c` = TN_c / (TN_c + FP_c), one-vs-rest on the
     argmax prediction (NaN when class c has no sample, resp. no other-class sample).
     """
-    labels, probs = _check_labels_probs(labels, probs)
+    labels, probs = check_labels_probs(labels, probs)
     n_classes = probs.shape[1]
     pred = probs.argmax(axis=1)
     class_ids = list(range(n_classes))

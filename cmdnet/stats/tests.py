@@ -8,7 +8,7 @@ import numpy as np
 from scipy.stats import ttest_rel
 
 from .delong import delong_roc_test
-from .metrics import _check_labels_probs
+from .metrics import check_labels_probs
 
 
 def paired_t_over_folds(values_a, values_b) -> dict:
@@ -48,8 +48,8 @@ def pairwise_class_delong(labels, probs_a, probs_b) -> list[dict]:
     """
     if np.shape(probs_a) != np.shape(probs_b):
         raise ValueError(f"probs_a {np.shape(probs_a)} and probs_b {np.shape(probs_b)} differ in shape")
-    labels, probs_a = _check_labels_probs(labels, probs_a)
-    _, probs_b = _check_labels_probs(labels, probs_b)
+    labels, probs_a = check_labels_probs(labels, probs_a)
+    _, probs_b = check_labels_probs(labels, probs_b)
     out = []
     for i, j in combinations(range(probs_a.shape[1]), 2):
         mask = (labels == i) | (labels == j)

@@ -90,75 +90,76 @@ def write_series(out_dir: Path, phase: str, grid: Grid, image: np.ndarray, ident
     series_time = f"{hh:02d}{mm:02d}{delay % 60:02d}"
     orientation = [_ds(v, 8) for v in (*row, *col)]
     out_dir.mkdir(parents=True, exist_ok=True)
+    # one dataset per series; only the per-slice elements change between files
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.SOPClassUID = MRImageStorage
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = identity.study_date
+    ds.StudyTime = "090000"
+    ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series_time
+    ds.AccessionNumber = identity.accession
+    ds.Modality = "MR"
+    ds.Manufacturer = "cmdnet-synth"
+    ds.InstitutionName = identity.institution
+    ds.ReferringPhysicianName = identity.referring_physician
+    ds.StudyDescription = "MRI liver Gd-EOB-DTPA"
+    ds.SeriesDescription = description
+    ds.ManufacturerModelName = "Phantom 3T"
+    ds.PatientName = identity.dicom_name
+    ds.PatientID = identity.mrn
+    ds.PatientBirthDate = identity.birth_date
+    ds.PatientSex = identity.sex
+    ds.PatientAge = f"{identity.age_years:03d}Y"
+    ds.ScanningSequence = "GR"
+    ds.SequenceVariant = ["SP", "SS"]
+    ds.ScanOptions = "FS"
+    ds.MRAcquisitionType = "3D"
+    ds.SliceThickness = _ds(grid.spacing[2], 3)
+    ds.SpacingBetweenSlices = _ds(grid.spacing[2], 3)
+    ds.RepetitionTime = "3.9"
+    ds.EchoTime = "1.9"
+    ds.FlipAngle = "10" if phase != "HBP" else "25"
+    ds.MagneticFieldStrength = "3"
+    ds.ContrastBolusAgent = "" if phase == "PRE" else "Gd-EOB-DTPA"
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID = ids.study
+    ds.SeriesInstanceUID = ids.series
+    ds.StudyID = "1"
+    ds.SeriesNumber = series_number
+    ds.AcquisitionNumber = 1
+    ds.ImageOrientationPatient = orientation
+    ds.FrameOfReferenceUID = ids.frame_of_reference
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ny
+    ds.Columns = nx
+    ds.PixelSpacing = [_ds(grid.spacing[1], 4), _ds(grid.spacing[0], 4)]  # [between rows, between columns]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.WindowCenter = "600"
+    ds.WindowWidth = "1200"
+    ds.RescaleIntercept = _ds(intercept, 4)
+    ds.RescaleSlope = _ds(slope, 4)
+    ds.RescaleType = "US"
     for k in range(nz):
         position = origin + k * grid.spacing[2] * normal
         sop_uid = generate_uid(entropy_srcs=[*ids.entropy, str(instance[k])])
-
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
         meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-        ds.SOPClassUID = MRImageStorage
         ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = identity.study_date
-        ds.StudyTime = "090000"
-        ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series_time
-        ds.AccessionNumber = identity.accession
-        ds.Modality = "MR"
-        ds.Manufacturer = "cmdnet-synth"
-        ds.InstitutionName = identity.institution
-        ds.ReferringPhysicianName = identity.referring_physician
-        ds.StudyDescription = "MRI liver Gd-EOB-DTPA"
-        ds.SeriesDescription = description
-        ds.ManufacturerModelName = "Phantom 3T"
-        ds.PatientName = identity.dicom_name
-        ds.PatientID = identity.mrn
-        ds.PatientBirthDate = identity.birth_date
-        ds.PatientSex = identity.sex
-        ds.PatientAge = f"{identity.age_years:03d}Y"
-        ds.ScanningSequence = "GR"
-        ds.SequenceVariant = ["SP", "SS"]
-        ds.ScanOptions = "FS"
-        ds.MRAcquisitionType = "3D"
-        ds.SliceThickness = _ds(grid.spacing[2], 3)
-        ds.SpacingBetweenSlices = _ds(grid.spacing[2], 3)
-        ds.RepetitionTime = "3.9"
-        ds.EchoTime = "1.9"
-        ds.FlipAngle = "10" if phase != "HBP" else "25"
-        ds.MagneticFieldStrength = "3"
-        ds.ContrastBolusAgent = "" if phase == "PRE" else "Gd-EOB-DTPA"
-        ds.PatientPosition = "HFS"
-        ds.StudyInstanceUID = ids.study
-        ds.SeriesInstanceUID = ids.series
-        ds.StudyID = "1"
-        ds.SeriesNumber = series_number
-        ds.AcquisitionNumber = 1
         ds.InstanceNumber = instance[k]
         ds.ImagePositionPatient = [_ds(v, 4) for v in position]
-        ds.ImageOrientationPatient = orientation
-        ds.FrameOfReferenceUID = ids.frame_of_reference
-        ds.PositionReferenceIndicator = ""
         ds.SliceLocation = _ds(float(position @ normal), 4)
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ny
-        ds.Columns = nx
-        ds.PixelSpacing = [_ds(grid.spacing[1], 4), _ds(grid.spacing[0], 4)]  # [between rows, between columns]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.WindowCenter = "600"
-        ds.WindowWidth = "1200"
-        ds.RescaleIntercept = _ds(intercept, 4)
-        ds.RescaleSlope = _ds(slope, 4)
-        ds.RescaleType = "US"
         ds.PixelData = stored[k].tobytes()
         ds.save_as(out_dir / f"IM_{file_no[k]:04d}.dcm", enforce_file_format=True)
     return stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)

@@ -159,10 +159,21 @@ def _edge(signed_mm: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(signed_mm / EDGE_MM, -30, 30)))
 
 
-def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _paint_vessel(img: np.ndarray, p: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float,
+                  value: float) -> None:
+    """Paint a cylinder of `radius` around the segment a-b; only voxels in its bounding box are evaluated."""
+    margin = radius + 6 * EDGE_MM
+    lo = np.minimum(a, b) - margin
+    hi = np.maximum(a, b) + margin
+    inside = np.all((p >= lo.astype(np.float32)) & (p <= hi.astype(np.float32)), axis=-1)
+    if not inside.any():
+        return
+    q = p[inside] - a.astype(np.float32)
     ab = (b - a).astype(np.float32)
-    t = np.clip(((p - a.astype(np.float32)) @ ab) / float(ab @ ab), 0.0, 1.0)
-    return np.linalg.norm(p - (a.astype(np.float32) + t[..., None] * ab), axis=-1)
+    t = np.clip((q @ ab) / float(ab @ ab), 0.0, 1.0)
+    r = q - t[:, None] * ab
+    w = _edge(radius - np.sqrt(np.einsum("ij,ij->i", r, r)))
+    img[inside] = img[inside] * (1 - w) + w * value
 
 
 def tumour_geometry(tumour: Tumour, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +227,7 @@ def render(anatomy: Anatomy, phase: str, grid: Grid, rng: np.random.Generator) -
         img *= 1 + tum.ap_rim_gain * rim
 
     for tissue, a, b, radius in anatomy.vessels:
-        paint(_edge(radius - _segment_distance(p, a, b)), TISSUE[tissue][ph])
+        _paint_vessel(img, p, a, b, radius, TISSUE[tissue][ph])
 
     texture = np.cos((p - tum.centre.astype(np.float32)) @ tum.texture_freqs.T.astype(np.float32)
                      + tum.texture_phases.astype(np.float32)).sum(axis=-1) / math.sqrt(len(tum.texture_phases) / 2)

@@ -49,7 +49,7 @@ class MviData:
         index = {p: i for i, p in enumerate(self.patient_ids)}
         rows = np.array([index[p] for p in ids], dtype=np.int64)
         images = self.images[rows][:, phase_indices(phases, self.phases)]
-        labels = self.labels.loc[ids].to_numpy(dtype=np.int64)
+        labels = np.array(self.labels.loc[ids], dtype=np.int64)
         return FoldArrays(images, labels, list(ids), clinical)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,7 +51,10 @@ def test_one_row_per_method_dim_and_test_patient(fold):
     assert set(zip(df["method"], df["dim"])) == set(METHODS)
     assert df["label"].tolist() == [LABELS[p] for p in df["patient_id"]]
     assert df["prob_high"].between(0, 1).all()
-    assert any("cifa/3d: iteration 60/60" in line for line in logs)
+    last = [line for line in logs if line.startswith("cifa/3d: iteration 60/60")]
+    assert len(last) == 1, logs
+    # staircase decay: lr = 3e-3 * 0.99 ** (60 // 20)
+    assert last[0].endswith(f"lr {3e-3 * 0.99 ** 3:.3g}"), last[0]
 
 
 def test_learns_the_intensity_signal(fold):
@@ -70,8 +75,8 @@ def test_same_seed_same_numbers_regardless_of_other_methods(fold):
 
 def test_different_seed_changes_numbers(fold):
     df, _, _, patches, owner = fold
-    other = GradeTrainConfig(**{**CONFIG.__dict__, "seed": 2, "iterations": 5})
-    same = GradeTrainConfig(**{**CONFIG.__dict__, "iterations": 5})
+    same = replace(CONFIG, iterations=5)
+    other = replace(CONFIG, iterations=5, seed=2)
     a = train_fold(patches, owner, LABELS, TRAIN, TEST, [("local", "2d")], same, progress=lambda s: None)
     b = train_fold(patches, owner, LABELS, TRAIN, TEST, [("local", "2d")], other, progress=lambda s: None)
     assert not np.allclose(a["prob_high"], b["prob_high"])

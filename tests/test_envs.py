@@ -1,0 +1,58 @@
+"""The conda environments of the rules ask for the same packages and versions as pyproject.toml."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+REPO = Path(__file__).resolve().parents[1]
+CONDA_TO_PYPI = {"simpleitk": "simpleitk", "pyyaml": "pyyaml", "matplotlib-base": "matplotlib", "pytorch": "torch"}
+NOT_PYTHON_PACKAGES = {"pip"}
+
+
+def _pyproject() -> dict[str, SpecifierSet]:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    reqs = [Requirement(d) for d in deps]
+    return {r.name.lower(): r.specifier for r in reqs}
+
+
+def _env_specs(path: Path) -> dict[str, SpecifierSet]:
+    env = yaml.safe_load(path.read_text())
+    out = {}
+    for dep in env["dependencies"]:
+        for line in (dep["pip"] if isinstance(dep, dict) else [dep]):
+            name, spec = re.match(r"^([A-Za-z0-9_.-]+)\s*(.*)$", line.strip()).groups()
+            if name in NOT_PYTHON_PACKAGES:
+                continue
+            out[CONDA_TO_PYPI.get(name.lower(), name.lower())] = SpecifierSet(spec.replace(" ", ""))
+    return out
+
+
+ENVS = sorted((REPO / "envs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("env_file", ENVS, ids=[p.name for p in ENVS])
+def test_env_names_only_pyproject_packages_with_the_same_versions(env_file):
+    pinned = _pyproject()
+    for name, spec in _env_specs(env_file).items():
+        if name == "python":
+            requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+            assert spec == SpecifierSet(requires), f"{env_file.name}: python {spec} != requires-python {requires}"
+            continue
+        assert name in pinned, f"{env_file.name} installs {name}, which pyproject.toml does not list"
+        assert spec == pinned[name], f"{env_file.name}: {name} {spec} differs from pyproject.toml's {pinned[name]}"
+
+
+def test_every_rule_has_a_conda_env_that_exists():
+    rules = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    n_rules = len(re.findall(r"^\s*rule \w+:", rules, flags=re.M))
+    envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', rules)
+    assert len(envs) == n_rules, f"{n_rules} rules but {len(envs)} conda: directives"
+    for env in envs:
+        assert (REPO / "rules" / env).resolve().is_file(), f"missing conda env {env}"
