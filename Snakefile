@@ -4,7 +4,10 @@
 # rules/images.smk (DICOM -> NIfTI -> ROI arrays), rules/mvi.smk (teachers, methods, predictions),
 # rules/grade.smk (patch models), rules/evaluate.smk (statistics, tables, figures).
 
-configfile: "config.yaml"
+import os
+
+# The defaults always come from the workflow's own config.yaml; `--configfile FILE` overrides keys of it.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"

@@ -75,11 +75,15 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
     table1 = [m for m in METHODS if m in preds and "table1" in METHODS[m].tables]
     if reference in table1:
         progress(f"Table 1: {len(table1)} methods, bootstrap n={n_boot}")
+        k = per_fold[reference]["fold"].nunique()
         spec = tables.mvi_table1({m: per_fold[m] for m in table1}, reference=reference,
                                  pooled_predictions={m: preds[m] for m in table1},
-                                 display_names={m: display_name(m) for m in table1}, n_boot=n_boot, seed=seed)
+                                 display_names={m: display_name(m) for m in table1}, n_boot=n_boot, seed=seed,
+                                 title="Quantitative results of our network and state-of-the-art methods "
+                                       f"(3-class MVI, {k}-fold cross-validation).")
         written.update({f"table1_{k}": v for k, v in spec.write(out_tables / "table1_mvi").items()})
-    table2 = [m for m in METHODS if m in preds and "table2" in METHODS[m].tables]
+    table2 = [m for m in METHODS if m in preds and "table2" in METHODS[m].tables and m != reference]
+    table2 += [reference] if "table2" in METHODS[reference].tables else []  # the paper puts ours last
     if table2:
         spec = tables.mvi_table2({m: per_fold[m] for m in table2},
                                  teacher_student={m: METHODS[m].table2_role for m in table2},

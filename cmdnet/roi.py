@@ -48,6 +48,7 @@ SPACING_TOL_MM = 1e-3
 ORIGIN_TOL_MM = 1e-3
 DIRECTION_TOL = 1e-4
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+Normaliser = tuple[float, float, "tuple[float, float] | None"]  # (offset, scale, clip range or None)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class RoiParams:
 # --------------------------------------------------------------------------------------------- mask
 
 
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
 def _geometry_mismatch(mask: sitk.Image, image: sitk.Image) -> str | None:
     """The first way `mask` is not on `image`'s grid, as a readable phrase, or None."""
     if mask.GetDimension() != image.GetDimension():
@@ -113,8 +118,7 @@ def _geometry_mismatch(mask: sitk.Image, image: sitk.Image) -> str | None:
               ("direction", mask.GetDirection(), image.GetDirection(), DIRECTION_TOL, ""))
     for name, got, want, tol, unit in checks:
         if np.max(np.abs(np.subtract(got, want))) > tol:
-            fmt = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
-            return f"{name} {fmt(got)} != image {fmt(want)} (tolerance {tol:g}{unit})"
+            return f"{name} {_fmt(got)} != image {_fmt(want)} (tolerance {tol:g}{unit})"
     return None
 
 
@@ -205,7 +209,7 @@ def _values_in_box(image: sitk.Image, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     return np.asarray(arr, dtype=np.float64).ravel()[inside]
 
 
-def _normaliser(values: np.ndarray, method: str, *, where: dict) -> tuple[float, float, tuple[float, float] | None]:
+def _normaliser(values: np.ndarray, method: str, *, where: dict) -> Normaliser:
     """`(offset, scale, clip)` such that `v_norm = (clip(v) - offset) / scale`."""
     if values.size == 0:
         raise CohortError("no image voxel lies inside the tumour box; cannot normalise", **where)
@@ -222,7 +226,7 @@ def _normaliser(values: np.ndarray, method: str, *, where: dict) -> tuple[float,
     return p1, p99 - p1, (p1, p99)
 
 
-def _apply(arr: np.ndarray, norm: tuple[float, float, tuple[float, float] | None]) -> np.ndarray:
+def _apply(arr: np.ndarray, norm: Normaliser) -> np.ndarray:
     offset, scale, clip = norm
     arr = np.asarray(arr, dtype=np.float64)
     if clip is None:
@@ -247,7 +251,7 @@ def _box_sums(arr: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
 
 
 def _patches(image: sitk.Image, mask: sitk.Image, lo: np.ndarray, hi: np.ndarray, centroid: np.ndarray,
-             norm, params: RoiParams, patient: str) -> tuple[np.ndarray, np.ndarray, bool]:
+             norm: Normaliser, params: RoiParams, patient: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """`(patches (n, S, S, S) float32, centres (n, 3) LPS mm, fallback)`; see the module docstring."""
     size, half, stride = params.patch_size, params.patch_size // 2, params.patch_stride_vox
     spacing = np.asarray(params.patch_spacing_mm)
@@ -315,7 +319,7 @@ def extract_roi(image_path: str | Path, mask_path: str | Path, out_path: str | P
     crop_spacing = (box_hi - box_lo) / shape_xyz
     crop_origin = box_lo + crop_spacing / 2
 
-    values = sitk.GetArrayFromImage(image).ravel().astype(float)
+    values = _values_in_box(image, box_lo, box_hi)
     norm = _normaliser(values, params.normalisation, where=where)
     fill = float(values.min())
     crop = sitk.GetArrayFromImage(_resample(image, crop_origin, crop_spacing, params.crop_shape_xyz,

@@ -1,5 +1,9 @@
 # Config validation, the patient list, and the input functions shared by the rules.
-from pathlib import Path
+import sys
+
+# The workflow imports cmdnet from its own directory; job scripts do so through workflow_scripts/cmdnet,
+# a link to ../cmdnet (Snakemake puts a script's directory on sys.path), also inside conda envs.
+sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import min_version, validate
 
@@ -8,11 +12,12 @@ from cmdnet.synth.params import patient_ids as synthetic_patient_ids
 
 min_version("9.0")
 
+
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 SYNTHETIC = config["cohort"]["sheet"] is None
 if SYNTHETIC:
-    COHORT_DIR = "results/synthetic_cohort"
+    COHORT_DIR = "resources/synthetic_cohort"  # outside results/: its DICOM headers hold (fake) identifiers
     COHORT_SHEET = f"{COHORT_DIR}/cohort.csv"
     CLINICAL_SHEET = f"{COHORT_DIR}/clinical.csv"
     CLINICAL_DICTIONARY = f"{COHORT_DIR}/clinical_dictionary.csv"
@@ -66,7 +71,7 @@ def grade_tables():
 def teacher_of(wildcards):
     """The same fold's teacher model for a distilled method; nothing for the others."""
     name = method_spec(wildcards.method).teacher
-    return [] if name is None else f"results/mvi/teachers/{name}/fold{wildcards.fold}/model.pt"
+    return [] if name is None else [f"results/mvi/teachers/{name}/fold{wildcards.fold}/model.pt"]
 
 
 def _merged(base, override):

@@ -44,6 +44,7 @@ rule train_student:
     params:
         dictionary=CLINICAL_DICTIONARY,
         training=lambda wildcards: mvi_training_params(wildcards.method),
+        teacher_model=lambda wildcards: (teacher_of(wildcards) or [None])[0],
         checkpoint="results/checkpoints/mvi/methods/{method}/fold{fold}.pt",
     threads: TRAIN_THREADS
     resources:

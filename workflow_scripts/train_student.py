@@ -11,7 +11,7 @@ from cmdnet.training.mvi import load_mvi_data, train_method_fold  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params.training
-teacher = snakemake.input.teacher[0] if len(snakemake.input.teacher) else None
+teacher = snakemake.params.teacher_model
 data = load_mvi_data(snakemake.input.dataset, snakemake.input.labels, p["phases"],
                      clinical_path=snakemake.input.clinical if teacher else None,
                      dictionary_path=snakemake.params.dictionary if teacher else None)

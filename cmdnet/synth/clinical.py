@@ -118,8 +118,13 @@ def clinical_values(rng: np.random.Generator, mvi: int, high_grade: int, tumour:
     `signal` (clinical_signal) scales every label effect; see docs/synthetic_cohort.md for the table.
     """
     c, m, g = signal, mvi, high_grade
-    yes = lambda p: NO_YES[int(rng.uniform() < p)]  # noqa: E731 (a one-line local helper reads best here)
-    pos = lambda p: NEG_POS[int(rng.uniform() < p)]  # noqa: E731
+
+    def yes(p: float) -> str:
+        return NO_YES[int(rng.uniform() < p)]
+
+    def pos(p: float) -> str:
+        return NEG_POS[int(rng.uniform() < p)]
+
     v: dict[str, Any] = {"age": age, "sex": sex, "bmi": rng.normal(23.5, 3.0)}
     hbv = rng.uniform() < 0.8
     v["hbsag"] = NEG_POS[int(hbv)]

@@ -154,10 +154,10 @@ def write_cohort(out_dir: Path, params: SynthParams) -> Path:
     try:
         _write_into(tmp, params)
         os.chmod(tmp, 0o755)
-        os.replace(tmp, out_dir)  # an empty existing out_dir is replaced; a non-empty one raises OSError
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(f"could not write the synthetic cohort: {err}", path=out_dir) from err
+        try:
+            os.replace(tmp, out_dir)  # replaces an empty out_dir; fails if something appeared there meanwhile
+        except OSError as err:
+            raise InputError(f"could not move the finished cohort into place: {err}", path=out_dir) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

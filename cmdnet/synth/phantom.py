@@ -159,84 +159,102 @@ def _edge(signed_mm: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(signed_mm / EDGE_MM, -30, 30)))
 
 
-def _paint_vessel(img: np.ndarray, p: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float,
-                  value: float) -> None:
-    """Paint a cylinder of `radius` around the segment a-b; only voxels in its bounding box are evaluated."""
-    margin = radius + 6 * EDGE_MM
-    lo = np.minimum(a, b) - margin
-    hi = np.maximum(a, b) + margin
-    inside = np.all((p >= lo.astype(np.float32)) & (p <= hi.astype(np.float32)), axis=-1)
-    if not inside.any():
-        return
-    q = p[inside] - a.astype(np.float32)
+def _near(p: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
+    """Indices of the points p (N, 3) within `radius` mm of `centre` (to evaluate local structures cheaply)."""
+    d = p - centre.astype(np.float32)
+    return np.flatnonzero(np.einsum("ij,ij->i", d, d) < radius * radius)
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance (mm) of points p (N, 3) to the segment a-b."""
     ab = (b - a).astype(np.float32)
+    q = p - a.astype(np.float32)
     t = np.clip((q @ ab) / float(ab @ ab), 0.0, 1.0)
     r = q - t[:, None] * ab
-    w = _edge(radius - np.sqrt(np.einsum("ij,ij->i", r, r)))
-    img[inside] = img[inside] * (1 - w) + w * value
+    return np.sqrt(np.einsum("ij,ij->i", r, r))
 
 
 def tumour_geometry(tumour: Tumour, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(signed distance to the margin in mm, positive inside; boundary mask) at points p (..., 3)."""
+    """(signed distance to the margin in mm, positive inside; inside mask) at points p (N, 3)."""
     q = ((p - tumour.centre.astype(np.float32)) @ tumour.rotation.astype(np.float32)) / tumour.semi_axes.astype(
         np.float32)
-    rho = np.linalg.norm(q, axis=-1)
-    u = q / np.maximum(rho, 1e-6)[..., None]
+    rho = np.sqrt(np.einsum("ij,ij->i", q, q))
+    u = q / np.maximum(rho, 1e-6)[:, None]
     lobes = np.sin(u @ tumour.lobe_freqs.T.astype(np.float32) + tumour.lobe_phases.astype(np.float32))
     bound = 1.0 + tumour.irregularity * lobes.sum(axis=-1) / math.sqrt(len(tumour.lobe_phases) / 2)
     signed = (bound - rho) * float(tumour.semi_axes.mean())
     return signed, rho <= bound
 
 
+def tumour_reach(tumour: Tumour) -> float:
+    """Radius (mm) around the centre beyond which neither the tumour nor its peritumoral band can reach."""
+    lobes_max = math.sqrt(2 * len(tumour.lobe_phases))  # bound of sum_k sin / sqrt(K/2)
+    return float(tumour.semi_axes.max() * (1 + tumour.irregularity * lobes_max) + 3 * tumour.rim_width + 5)
+
+
 def render(anatomy: Anatomy, phase: str, grid: Grid, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Image float32 (Z, Y, X) of one phase on `grid` and the tumour mask uint8 (Z, Y, X).
 
-    Signal = gain x bias(p) x tissue(p), then Rician noise |S + sigma (n1 + i n2)|.
+    Signal = gain x bias(p) x tissue(p), then Rician noise |S + sigma (n1 + i n2)|. Structures are
+    painted back to front (body, fat, spine, spleen, liver, peritumoral band, vessels, tumour), each with
+    a soft edge; local structures are evaluated only near themselves.
     """
     ph = PHASE_INDEX[phase]
-    p = grid.physical_points()
-    x, y = p[..., 0], p[..., 1]
+    nx, ny, nz = grid.size
+    p = grid.physical_points().reshape(-1, 3)
+    x, y, z = (np.ascontiguousarray(p[:, i]) for i in range(3))
     tum = anatomy.tumour
+    img = np.zeros(len(p), dtype=np.float32)
 
+    def paint(idx: np.ndarray | slice, weight: np.ndarray, value: np.ndarray | float) -> None:
+        img[idx] = img[idx] * (1 - weight) + weight * value
+
+    everywhere = slice(None)
     ax, ay = anatomy.body_axes
-    body_r = np.sqrt((x / ax) ** 2 + (y / ay) ** 2)
-    img = np.zeros(p.shape[:3], dtype=np.float32)
+    body_depth = (1 - np.sqrt((x / ax) ** 2 + (y / ay) ** 2)) * ax   # ~ mm inside the body outline
+    paint(everywhere, _edge(body_depth), TISSUE["fat"][ph])
+    paint(everywhere, _edge(body_depth - anatomy.fat_thickness), TISSUE["soft"][ph])
+    paint(everywhere, _edge(18.0 - np.hypot(x, y - (ay - 45.0))), TISSUE["spine"][ph])
 
-    def paint(weight: np.ndarray, value: np.ndarray | float) -> None:
-        img[...] = img * (1 - weight) + weight * value
-
-    paint(_edge((1 - body_r) * ax), TISSUE["fat"][ph])
-    paint(_edge((1 - body_r) * ax - anatomy.fat_thickness), TISSUE["soft"][ph])
-    paint(_edge(18.0 - np.hypot(x, y - (ay - 45.0))), TISSUE["spine"][ph])
-    spleen_rho = np.linalg.norm((p - anatomy.spleen_centre.astype(np.float32)) / anatomy.spleen_axes.astype(
+    idx = _near(p, anatomy.spleen_centre, float(anatomy.spleen_axes.max()) + 5)
+    rho = np.linalg.norm((p[idx] - anatomy.spleen_centre.astype(np.float32)) / anatomy.spleen_axes.astype(
         np.float32), axis=-1)
-    paint(_edge((1 - spleen_rho) * 40.0), TISSUE["spleen"][ph])
-    liver_q = ((p - anatomy.liver_centre.astype(np.float32)) @ anatomy.liver_rotation.astype(np.float32)
-               ) / anatomy.liver_axes.astype(np.float32)
-    liver_w = _edge((1 - np.linalg.norm(liver_q, axis=-1)) * float(anatomy.liver_axes.mean()))
-    liver_w = liver_w * _edge((1 - body_r) * ax - anatomy.fat_thickness - 5.0)
-    liver_signal = TISSUE["liver"][ph]
-    paint(liver_w, liver_signal)
+    paint(idx, _edge((1 - rho) * 40.0), TISSUE["spleen"][ph])
 
-    signed, mask = tumour_geometry(tum, p)
-    outside = np.maximum(-signed, 0.0)
-    rim = np.exp(-((outside / tum.rim_width) ** 2)) * liver_w * (signed < 0)
-    if phase == "HBP":
-        img *= 1 - tum.hbp_rim_depth * rim
-    elif phase == "AP":
-        img *= 1 + tum.ap_rim_gain * rim
+    liver_idx = _near(p, anatomy.liver_centre, float(anatomy.liver_axes.max()) + 5)
+    pl = p[liver_idx]
+    q = ((pl - anatomy.liver_centre.astype(np.float32)) @ anatomy.liver_rotation.astype(np.float32)
+         ) / anatomy.liver_axes.astype(np.float32)
+    liver_w = _edge((1 - np.linalg.norm(q, axis=-1)) * float(anatomy.liver_axes.mean()))
+    liver_w *= _edge(body_depth[liver_idx] - anatomy.fat_thickness - 5.0)
+    liver_signal = TISSUE["liver"][ph]
+    paint(liver_idx, liver_w, liver_signal)
+
+    mask = np.zeros(len(p), dtype=np.uint8)
+    tum_idx = _near(p, tum.centre, tumour_reach(tum))
+    pt = p[tum_idx]
+    signed, inside = tumour_geometry(tum, pt)
+    mask[tum_idx] = inside
+    if phase in ("HBP", "AP"):
+        liver_near = np.zeros(len(p), dtype=np.float32)
+        liver_near[liver_idx] = liver_w
+        band = np.exp(-((np.maximum(-signed, 0.0) / tum.rim_width) ** 2)) * liver_near[tum_idx] * (signed < 0)
+        img[tum_idx] *= (1 - tum.hbp_rim_depth * band) if phase == "HBP" else (1 + tum.ap_rim_gain * band)
 
     for tissue, a, b, radius in anatomy.vessels:
-        _paint_vessel(img, p, a, b, radius, TISSUE[tissue][ph])
+        if a[2] < -100:  # aorta and IVC run through the whole slab: distance in the axial plane
+            paint(everywhere, _edge(radius - np.hypot(x - a[0], y - a[1])), TISSUE[tissue][ph])
+        else:  # intrahepatic branches are confined to the liver
+            w = _edge(radius - _segment_distance(pl, a, b)) * liver_w
+            paint(liver_idx, w, TISSUE[tissue][ph])
 
-    texture = np.cos((p - tum.centre.astype(np.float32)) @ tum.texture_freqs.T.astype(np.float32)
+    texture = np.cos((pt - tum.centre.astype(np.float32)) @ tum.texture_freqs.T.astype(np.float32)
                      + tum.texture_phases.astype(np.float32)).sum(axis=-1) / math.sqrt(len(tum.texture_phases) / 2)
-    tumour_signal = liver_signal * tum.ratio[ph] * (1 + tum.heterogeneity * texture)
-    paint(_edge(signed), tumour_signal)
+    paint(tum_idx, _edge(signed), liver_signal * tum.ratio[ph] * (1 + tum.heterogeneity * texture))
 
     # smooth multiplicative bias field (receive-coil sensitivity), quadratic in the body's coordinates
     c = rng.normal(0, 0.12, size=6)
-    xn, yn, zn = x / 200.0, y / 200.0, p[..., 2] / 200.0
+    xn, yn, zn = x / 200.0, y / 200.0, z / 200.0
     bias = np.exp(c[0] * xn + c[1] * yn + c[2] * zn + c[3] * xn * xn + c[4] * yn * yn + c[5] * xn * yn)
     gain = rng.uniform(0.7, 1.4)
     signal = img * (gain * bias).astype(np.float32)
@@ -244,4 +262,4 @@ def render(anatomy: Anatomy, phase: str, grid: Grid, rng: np.random.Generator) -
     n1 = rng.standard_normal(signal.shape, dtype=np.float32)
     n2 = rng.standard_normal(signal.shape, dtype=np.float32)
     noisy = np.sqrt((signal + sigma * n1) ** 2 + (sigma * n2) ** 2)
-    return noisy.astype(np.float32), mask.astype(np.uint8)
+    return noisy.reshape(nz, ny, nx).astype(np.float32), mask.reshape(nz, ny, nx)

@@ -38,6 +38,16 @@ if ! have_slurm; then
     have_slurm || cannot_run "slurm-wlm/munge installed but slurmctld/slurmd/munged/sbatch are not on PATH"
 fi
 
+# A machine with its own SLURM config is left alone (see the link made below).
+DEFAULT_CONF=/etc/slurm/slurm.conf
+if [[ -L $DEFAULT_CONF && ! -e $DEFAULT_CONF && $(readlink "$DEFAULT_CONF") == */etc/slurm.conf ]]; then
+    rm -f -- "$DEFAULT_CONF"   # dangling link left by a killed earlier run of this script
+fi
+if [[ -e $DEFAULT_CONF || -L $DEFAULT_CONF ]]; then
+    cannot_run "$DEFAULT_CONF already exists (a real SLURM setup, or another test cluster running); not replacing it"
+fi
+mkdir -p "$(dirname "$DEFAULT_CONF")"
+
 mkdir -p "$STATE_DIR"
 STATE_DIR=$(cd "$STATE_DIR" && pwd)
 chmod 700 "$STATE_DIR"
@@ -82,6 +92,12 @@ if grep -n '@[A-Z_]*@' "$STATE_DIR"/etc/*.conf >&2; then
 fi
 export SLURM_CONF=$STATE_DIR/etc/slurm.conf
 echo "export SLURM_CONF=$SLURM_CONF" >"$STATE_DIR/env.sh"
+
+# Inside a job, snakemake's jobstep executor strips every SLURM_* variable (SLURM_CONF included) before it
+# calls `srun`, so srun only finds the config at its compiled-in default: link it there, for this run only
+# (teardown_cluster.sh removes the link).
+ln -s "$SLURM_CONF" "$DEFAULT_CONF"
+echo "$DEFAULT_CONF" >"$STATE_DIR/run/linked_default_conf"
 
 show_logs() {
     for f in "$STATE_DIR"/log/*.log; do

@@ -28,4 +28,11 @@ fi
 stop "$STATE_DIR/run/slurmd.pid"
 stop "$STATE_DIR/run/slurmctld.pid"
 stop "$STATE_DIR/run/munged.pid"
+# the /etc/slurm/slurm.conf link made by setup_cluster.sh, only if it still points into STATE_DIR
+if [[ -s $STATE_DIR/run/linked_default_conf ]]; then
+    link=$(<"$STATE_DIR/run/linked_default_conf")
+    if [[ -L $link && $(readlink "$link") == "$STATE_DIR"/* ]]; then
+        rm -f -- "$link"
+    fi
+fi
 rm -rf -- "$STATE_DIR"

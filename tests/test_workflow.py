@@ -1,0 +1,117 @@
+"""The real Snakemake DAG, end to end, on the tiny synthetic configuration (tests/configs/tiny.yaml)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(TINY), *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One full run; GPUs are faked (CMDNET_GPU_IDS) so the slot allocator runs as on a 2-GPU machine."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(workdir, "--cores", "2", "--resources", "gpu=2",
+              env={"CMDNET_GPU_IDS": "0,1", "CMDNET_GPU_LOCK_DIR": str(workdir / "gpu_locks")})
+    return workdir
+
+
+def test_all_four_tables_are_written_with_the_papers_rows_and_columns(tiny_run):
+    tables = tiny_run / "results" / "tables"
+    for stem in ["table1_mvi", "table2_mvi_ablation", "table1_grade", "table2_grade_fusion"]:
+        for ext in ["md", "csv", "tex"]:
+            assert (tables / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext} missing or empty"
+    t1 = pd.read_csv(tables / "table1_mvi.csv")
+    assert list(t1["method"]) == ["kd_ours", "ours"], "Table 1 rows: configured Table-1 methods, ours last"
+    assert t1.loc[t1["method"] == "kd_ours", "p-value (t-test)"].between(0, 1).all()
+    t2 = pd.read_csv(tables / "table2_mvi_ablation.csv")
+    assert list(t2["method"]) == ["s_pre_hbp", "ours"]
+    md = (tables / "table1_mvi.md").read_text()
+    assert "| Method | F1-score (%) | Accuracy (%) | AUC (%) | p-value (t-test) | p-value (bootstrap) |" in md
+    assert "3-fold cross-validation" in md
+    g1 = pd.read_csv(tables / "table1_grade.csv")
+    assert list(g1["Method"]) == ["3D local", "3D local and non-local fusion"]
+    for name in ["roc_pairwise", "confusion_matrix", "calibration", "training_curves_ours"]:
+        assert (tiny_run / "results" / "figures" / "mvi" / f"{name}.png").stat().st_size > 1000
+
+
+def test_out_of_fold_predictions_cover_every_patient_once(tiny_run):
+    labels = pd.read_parquet(tiny_run / "results" / "cohort" / "labels.parquet")
+    for method in ["s_pre_hbp", "kd_ours", "ours"]:
+        pred = pd.read_parquet(tiny_run / "results" / "mvi" / "methods" / method / "oof_predictions.parquet")
+        assert sorted(pred["patient_id"]) == sorted(labels["patient_id"])
+        merged = pred.merge(labels, on="patient_id")
+        assert (merged["label"] == merged["mvi"]).all()
+
+
+def test_training_jobs_claimed_the_fake_gpus(tiny_run):
+    logs = list((tiny_run / "results" / "logs").glob("train_*/*.log"))
+    assert logs
+    claimed = set()
+    for log in logs:
+        match = re.search(r"GPU (\d) \(lock; CUDA_VISIBLE_DEVICES=(\d)\)", log.read_text())
+        assert match, f"{log.name} does not say which GPU it claimed"
+        assert match.group(1) == match.group(2)
+        claimed.add(match.group(1))
+    assert claimed == {"0", "1"}, "two GPU slots and two cores: both GPUs should have been used"
+
+
+def test_no_dicom_or_clinical_identifier_reaches_results_or_logs(tiny_run):
+    cohort = tiny_run / "resources" / "synthetic_cohort"
+    secrets = set()
+    for dcm in list((cohort / "dicom").rglob("*.dcm"))[:50]:
+        ds = pydicom.dcmread(dcm, stop_before_pixels=True)
+        for keyword in ["PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "AccessionNumber",
+                        "ReferringPhysicianName"]:
+            value = str(ds.get(keyword, "")).strip()
+            if len(value) >= 4:
+                secrets.add(value)
+    secrets |= {n for n in pd.read_csv(cohort / "clinical.csv", dtype=str)["name"].dropna() if len(n) >= 4}
+    assert len(secrets) > 10, "the synthetic cohort should carry fake identifiers to look for"
+    found = []
+    for path in [*(tiny_run / "results").rglob("*"), *(tiny_run / ".snakemake" / "log").glob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            found += [(path.name, s) for s in secrets if s.encode() in data]
+    assert not found, f"identifiers found in outputs: {found[:5]}"
+
+
+def test_changing_one_methods_config_reruns_only_that_methods_jobs(tiny_run, tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("mvi:\n  overrides:\n    kd_ours:\n      training: {epochs: 3}\n")
+    proc = snakemake(tiny_run, "--cores", "1", "-n", "--configfile", str(TINY), str(override))
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert stats.get("train_student") == "3", f"expected only kd_ours' 3 folds to retrain: {stats}"
+    assert stats.get("predict_mvi") == "1" and "train_teacher" not in stats, stats
+    assert "kd_ours" in proc.stdout and "[ours fold" not in proc.stdout
+
+
+def test_report_gathers_tables_and_figures(tiny_run):
+    snakemake(tiny_run, "--cores", "1", "--report", "results/report.html")
+    html = (tiny_run / "results" / "report.html").read_bytes()
+    assert len(html) > 10_000 and b"table1_mvi" in html and b"roc_pairwise" in html
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
