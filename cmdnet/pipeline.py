@@ -39,21 +39,31 @@ def write_labels(sheet: str | Path, cohort_cfg: dict, phases: list[str], out: st
     return labels
 
 
-def convert_phase(sheet: str | Path, cohort_cfg: dict, patient: str, phase: str, out_image: str | Path) -> dict:
+def convert_patient(sheet: str | Path, cohort_cfg: dict, patient: str, phases: list[str],
+                    out_images: list[str | Path]) -> dict[str, dict]:
+    """Stage 1 for one patient: each phase's DICOM series -> `out_images[i]` (+ JSON sidecar beside it)."""
     from .dicom import convert_series
 
-    row = cohort_row(sheet, cohort_cfg, patient, [phase])
-    uid = row[f"{phase}_series_uid"] or None
-    return convert_series(row[f"{phase}_dicom"], out_image, series_uid=uid, patient=patient, phase=phase)
+    row = cohort_row(sheet, cohort_cfg, patient, phases)
+    sidecars = {}
+    for phase, out in zip(phases, out_images, strict=True):
+        uid = row[f"{phase}_series_uid"] or None
+        sidecars[phase] = convert_series(row[f"{phase}_dicom"], out, series_uid=uid, patient=patient, phase=phase)
+    return sidecars
 
 
-def extract_phase_roi(sheet: str | Path, cohort_cfg: dict, roi_cfg: dict, patient: str, phase: str,
-                      image: str | Path, out: str | Path, *, make_patches: bool, seed: int) -> dict:
+def extract_patient_roi(sheet: str | Path, cohort_cfg: dict, roi_cfg: dict, patient: str, phases: list[str],
+                        images: list[str | Path], outs: list[str | Path], *, patch_phase: str | None,
+                        seed: int) -> list[dict]:
+    """Stage 2 for one patient: crops of every phase, 16^3 patches of `patch_phase` only."""
     from .roi import RoiParams, extract_roi
 
-    row = cohort_row(sheet, cohort_cfg, patient, [phase])
-    params = RoiParams.from_dict({**roi_cfg, "make_patches": make_patches, "seed": seed})
-    return extract_roi(image, row[f"{phase}_mask"], out, params, patient=patient, phase=phase)
+    row = cohort_row(sheet, cohort_cfg, patient, phases)
+    rows = []
+    for phase, image, out in zip(phases, images, outs, strict=True):
+        params = RoiParams.from_dict({**roi_cfg, "make_patches": phase == patch_phase, "seed": seed})
+        rows.append(extract_roi(image, row[f"{phase}_mask"], out, params, patient=patient, phase=phase))
+    return rows
 
 
 def assemble(roi_files: list[str], patients: list[str], phases: list[str], out: str | Path,

@@ -1,19 +1,22 @@
-# Images: DICOM series -> canonical NIfTI (per patient and phase) -> tumour crops and patches -> datasets.
+# Images: DICOM series -> canonical NIfTI -> tumour crops and patches (one job per patient) -> datasets.
 
 
 rule dicom_to_nifti:
+    # One job converts all phases of a patient: a job costs about a second of process start and imports,
+    # more than converting one small series, so per-phase jobs would spend most of the run starting up.
     input:
         COHORT_INPUT,
     output:
-        image="results/nifti/{patient}/{phase}.nii.gz",
-        sidecar="results/nifti/{patient}/{phase}.json",
+        images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
+        sidecars=expand("results/nifti/{{patient}}/{phase}.json", phase=ALL_PHASES),
     params:
         sheet=COHORT_SHEET,
         cohort=config["cohort"],
+        phases=ALL_PHASES,
     log:
-        "results/logs/dicom_to_nifti/{patient}_{phase}.log",
+        "results/logs/dicom_to_nifti/{patient}.log",
     benchmark:
-        "results/benchmarks/dicom_to_nifti/{patient}_{phase}.tsv"
+        "results/benchmarks/dicom_to_nifti/{patient}.tsv"
     conda:
         "../envs/data.yaml"
     script:
@@ -23,19 +26,20 @@ rule dicom_to_nifti:
 rule extract_roi:
     input:
         COHORT_INPUT,
-        image="results/nifti/{patient}/{phase}.nii.gz",
+        images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
     output:
-        "results/roi/{patient}/{phase}.npz",
+        expand("results/roi/{{patient}}/{phase}.npz", phase=ALL_PHASES),
     params:
         sheet=COHORT_SHEET,
         cohort=config["cohort"],
         roi=config["roi"],
-        make_patches=lambda wildcards: wildcards.phase == GRADE_PHASE,
+        phases=ALL_PHASES,
+        patch_phase=GRADE_PHASE,
         seed=config["seed"],
     log:
-        "results/logs/extract_roi/{patient}_{phase}.log",
+        "results/logs/extract_roi/{patient}.log",
     benchmark:
-        "results/benchmarks/extract_roi/{patient}_{phase}.tsv"
+        "results/benchmarks/extract_roi/{patient}.tsv"
     conda:
         "../envs/data.yaml"
     script:

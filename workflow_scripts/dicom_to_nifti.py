@@ -1,7 +1,8 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import convert_phase
+from cmdnet.pipeline import convert_patient
 
 tee_output(snakemake.log[0])
-w = snakemake.wildcards
-sidecar = convert_phase(snakemake.params.sheet, snakemake.params.cohort, w.patient, w.phase, snakemake.output.image)
-print(f"patient {w.patient} phase {w.phase}: size {sidecar.get('size')} spacing {sidecar.get('spacing')}")
+p = snakemake.params
+for phase, sidecar in convert_patient(p.sheet, p.cohort, snakemake.wildcards.patient, p.phases,
+                                      snakemake.output.images).items():
+    print(f"patient {snakemake.wildcards.patient} phase {phase}: size {sidecar['size']} spacing {sidecar['spacing']}")

@@ -1,9 +1,9 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import extract_phase_roi
+from cmdnet.pipeline import extract_patient_roi
 
 tee_output(snakemake.log[0])
-w = snakemake.wildcards
-row = extract_phase_roi(snakemake.params.sheet, snakemake.params.cohort, snakemake.params.roi, w.patient, w.phase,
-                        snakemake.input.image, snakemake.output[0], make_patches=snakemake.params.make_patches,
-                        seed=snakemake.params.seed)
-print({k: v for k, v in row.items() if k != "path"})
+p = snakemake.params
+rows = extract_patient_roi(p.sheet, p.cohort, p.roi, snakemake.wildcards.patient, p.phases, snakemake.input.images,
+                           snakemake.output, patch_phase=p.patch_phase, seed=p.seed)
+for row in rows:
+    print({k: v for k, v in row.items() if k != "path"})

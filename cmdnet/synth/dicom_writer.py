@@ -158,7 +158,7 @@ def write_series(out_dir: Path, phase: str, grid: Grid, image: np.ndarray, ident
         meta.MediaStorageSOPInstanceUID = sop_uid
         ds.SOPInstanceUID = sop_uid
         ds.InstanceNumber = instance[k]
-        ds.ImagePositionPatient = [_ds(v, 4) for v in position]
+        ds.ImagePositionPatient = [_ds(v, 6) for v in position]
         ds.SliceLocation = _ds(float(position @ normal), 4)
         ds.PixelData = stored[k].tobytes()
         ds.save_as(out_dir / f"IM_{file_no[k]:04d}.dcm", enforce_file_format=True)
