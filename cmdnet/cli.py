@@ -42,6 +42,45 @@ def _cmd_stats_delong(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .bundle import load_bundle
+    from .errors import InputError
+    from .predict import PhaseInput, predict_case, predict_cohort, write_record
+
+    if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
+        raise InputError("output must end in .json or .csv", path=args.out)
+    bundle = load_bundle(args.bundle)
+    if args.cohort is not None:
+        if args.out is None:
+            raise InputError("batch mode (--cohort) needs --out TABLE.csv or .json")
+        table = predict_cohort(bundle, args.cohort, saliency_dir=args.saliency_dir)
+        write_record(table, args.out)
+        failed = int((table["error"] != "").sum())
+        print(json.dumps({"output": str(args.out), "n_patients": len(table), "n_failed": failed}))
+        return 3 if failed else 0
+    given = {"PRE": (args.pre, args.pre_mask, args.pre_series), "HBP": (args.hbp, args.hbp_mask, args.hbp_series)}
+    inputs = {}
+    for phase in bundle.phases:
+        dicom_dir, mask, uid = given[phase]
+        if dicom_dir is None or mask is None:
+            raise InputError(f"the bundle's model needs phase {phase}: give --{phase.lower()} DICOM_DIR and "
+                             f"--{phase.lower()}-mask FILE (or --cohort SHEET)")
+        inputs[phase] = PhaseInput(dicom_dir, mask, uid)
+    record = predict_case(bundle, inputs, patient=args.patient_id, saliency_dir=args.saliency_dir)
+    if args.out is not None:
+        write_record(record, args.out)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_student
+
+    out = export_student(args.bundle, args.out)
+    print(json.dumps({"output": str(out), "format": "torchscript"}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmdnet", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cmdnet {__version__}")
@@ -58,6 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-patients", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("predict", help="MVI probabilities of new patients from a model bundle (MRI + masks only)",
+                       description="One patient (--pre/--hbp DICOM dirs and masks; JSON on stdout) or a batch "
+                                   "(--cohort SHEET --out TABLE; exit status 3 when some patients were refused).")
+    p.add_argument("--bundle", required=True, type=Path, help="model bundle directory (results/models/<method>)")
+    p.add_argument("--pre", type=Path, default=None, help="DICOM directory of the pre-contrast phase")
+    p.add_argument("--hbp", type=Path, default=None, help="DICOM directory of the hepatobiliary phase")
+    p.add_argument("--pre-mask", type=Path, default=None, help="tumour mask (NIfTI/NRRD) on the PRE series' grid")
+    p.add_argument("--hbp-mask", type=Path, default=None, help="tumour mask (NIfTI/NRRD) on the HBP series' grid")
+    p.add_argument("--pre-series", default=None, help="SeriesInstanceUID, when the PRE directory holds several")
+    p.add_argument("--hbp-series", default=None, help="SeriesInstanceUID, when the HBP directory holds several")
+    p.add_argument("--patient-id", default="patient", help="label used in the output and file names")
+    p.add_argument("--cohort", type=Path, default=None, help="batch mode: cohort sheet (labels are ignored)")
+    p.add_argument("--out", type=Path, default=None, help="also write the result to FILE.json or FILE.csv")
+    p.add_argument("--saliency-dir", type=Path, default=None, help="write Grad-CAM NIfTI maps and a PNG here")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a model bundle to TorchScript (crops -> probabilities)")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("out", type=Path, help="output file (.pt)")
+    p.set_defaults(func=_cmd_export)
 
     stats = sub.add_parser("stats", help="statistical tests outside the workflow")
     stats_sub = stats.add_subparsers(dest="stats_command", required=True)

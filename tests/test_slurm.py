@@ -26,7 +26,12 @@ from tests.slurm.harness import (
 
 GPU_RULES = ("train_teacher", "train_student")
 DEMO_JOBS = Counter({"prepare": 1, "train_teacher": 1, "train_student": 1, "summarise": 1})
-DEMO_OUTPUTS = ("results/prepared.txt", "results/train_teacher.json", "results/train_student.json", "results/summary.tsv")
+DEMO_OUTPUTS = (
+    "results/prepared.txt",
+    "results/train_teacher.json",
+    "results/train_student.json",
+    "results/summary.tsv",
+)
 ACCOUNT, PARTITION = "cmdnet-ci", "debug"
 
 # The documented way to set account and partition on the command line (docs/cluster.md); it replaces the
@@ -134,7 +139,10 @@ def test_sbatch_requests_follow_the_profile(demo_run: tuple[Path, SlurmRun]) -> 
 
 
 def test_scontrol_oneliner_parsing() -> None:
-    line = "JobId=3 JobName=abc Account=lab JobState=COMPLETED Reason=None TRES=cpu=4,mem=16000M,node=1 Comment=rule_train_teacher"
+    line = (
+        "JobId=3 JobName=abc Account=lab JobState=COMPLETED Reason=None"
+        " TRES=cpu=4,mem=16000M,node=1 Comment=rule_train_teacher"
+    )
     fields = _scontrol_fields(line)
     assert fields["TRES"] == "cpu=4,mem=16000M,node=1"
     assert fields["Comment"] == "rule_train_teacher"
@@ -142,7 +150,8 @@ def test_scontrol_oneliner_parsing() -> None:
 
 
 def test_rule_from_slurm_log_path() -> None:
-    assert _rule_from_log_path(Path("/w/.snakemake/slurm_logs/rule_train_grade_fold/fold_1/12.log")) == "train_grade_fold"
+    log = Path("/w/.snakemake/slurm_logs/rule_train_grade_fold/fold_1/12.log")
+    assert _rule_from_log_path(log) == "train_grade_fold"
     assert _rule_from_log_path(Path("/w/other/12.log")) == ""
 
 
@@ -157,12 +166,18 @@ def failed_then_resumed(
     failed = run_on_slurm(
         DEMO_SNAKEFILE,
         workdir,
-        extra_args=(*same_config, "fail_summarise=1", "--forcerun", "summarise", "--retries", "0", *ACCOUNT_PARTITION_ARGS),
+        extra_args=(
+            *same_config, "fail_summarise=1", "--forcerun", "summarise", "--retries", "0", *ACCOUNT_PARTITION_ARGS
+        ),
         cluster=slurm_cluster,
         timeout_s=120,
     )
     resumed = run_on_slurm(
-        DEMO_SNAKEFILE, workdir, extra_args=(*same_config, *ACCOUNT_PARTITION_ARGS), cluster=slurm_cluster, timeout_s=120
+        DEMO_SNAKEFILE,
+        workdir,
+        extra_args=(*same_config, *ACCOUNT_PARTITION_ARGS),
+        cluster=slurm_cluster,
+        timeout_s=120,
     )
     return workdir, upstream_mtimes, failed, resumed
 

@@ -64,10 +64,10 @@ class LocalBranch(nn.Sequential):
 class NonLocalBranch(nn.Sequential):
     """conv + pool stem, then the non-local operation: (B, 1, 16, ...) -> (B, inter_channels)."""
 
-    def __init__(self, dim: int, channels: int = 64, inter_channels: int = 64):
+    def __init__(self, dim: int, channels: int = 64, inter_channels: int = 64, subsample: bool = False):
         conv, pool, gap = _layers(dim)
         super().__init__(conv(1, channels, 3, padding=1), nn.ReLU(), pool(2),
-                         NonLocalBlock(channels, inter_channels, dim), gap(1), nn.Flatten())
+                         NonLocalBlock(channels, inter_channels, dim, subsample), gap(1), nn.Flatten())
         self.out_features = inter_channels
 
 
@@ -114,7 +114,7 @@ def build_grade_model(method: str, dim: str, *, local_channels: Sequence[int] = 
                       nonlocal_channels: int = 64, nonlocal_inter_channels: int = 64, common_dim: int = 16,
                       cifa_phi: tuple[float, float] = (1.0, 1.0), cifa_theta: tuple[float, float] = (1.0, 1.0),
                       ortho_weight: float = 1.0, dcca_dim: int = 16, dcca_r1: float = 1e-3,
-                      dcca_r2: float = 1e-3, n_classes: int = 2) -> GradeModel:
+                      dcca_r2: float = 1e-3, nonlocal_subsample: bool = False, n_classes: int = 2) -> GradeModel:
     """One model of the grading paper.
 
     method: "local", "nonlocal" (Table 1 single rows), "cifa" (local + non-local fusion by common and
@@ -127,7 +127,8 @@ def build_grade_model(method: str, dim: str, *, local_channels: Sequence[int] = 
         raise ValueError(f"unknown dim {dim!r}; known: {sorted(DIMS)}")
     use_local, use_nonlocal = GRADE_METHODS[method]
     local = LocalBranch(DIMS[dim], local_channels) if use_local else None
-    nonloc = NonLocalBranch(DIMS[dim], nonlocal_channels, nonlocal_inter_channels) if use_nonlocal else None
+    nonloc = (NonLocalBranch(DIMS[dim], nonlocal_channels, nonlocal_inter_channels, nonlocal_subsample)
+              if use_nonlocal else None)
     if method in ("local", "nonlocal"):
         head: nn.Module = SingleHead((local or nonloc).out_features, n_classes)
     elif method == "concat":

@@ -47,6 +47,7 @@ class GradeTrainConfig:
     local_channels: tuple[int, ...] = (32, 64)
     nonlocal_channels: int = 64
     nonlocal_inter_channels: int = 64
+    nonlocal_subsample: bool = False
     common_dim: int = 16
     cifa_phi: tuple[float, float] = (1.0, 1.0)
     cifa_theta: tuple[float, float] = (1.0, 1.0)
@@ -74,8 +75,8 @@ class GradeTrainConfig:
             raise ValueError(f"GradeTrainConfig: slices_2d must be 'all' or 'central', got {self.slices_2d!r}")
 
     def model_kwargs(self) -> dict:
-        keys = ("local_channels", "nonlocal_channels", "nonlocal_inter_channels", "common_dim", "cifa_phi",
-                "cifa_theta", "ortho_weight", "dcca_dim", "dcca_r1", "dcca_r2")
+        keys = ("local_channels", "nonlocal_channels", "nonlocal_inter_channels", "nonlocal_subsample",
+                "common_dim", "cifa_phi", "cifa_theta", "ortho_weight", "dcca_dim", "dcca_r1", "dcca_r2")
         d = asdict(self)
         return {k: d[k] for k in keys}
 

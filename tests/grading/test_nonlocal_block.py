@@ -60,3 +60,20 @@ def test_output_is_not_zero_at_initialisation(dim):
 def test_rejects_wrong_rank_input():
     with pytest.raises(ValueError, match="expects a 5-d input"):
         NonLocalBlock(2, 2, 3)(torch.randn(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("dim, spatial", [(3, (4, 2, 4)), (2, (4, 6))])
+def test_subsampling_trick_attends_to_max_pooled_keys(dim, spatial):
+    """subsample=True: phi and g max-pooled by 2, every query position kept (Wang et al. Sec. 3.3)."""
+    torch.manual_seed(3)
+    block = NonLocalBlock(3, 4, dim, subsample=True).double()
+    x = torch.randn(1, 3, *spatial, dtype=torch.float64)
+    pool = torch.nn.functional.max_pool3d if dim == 3 else torch.nn.functional.max_pool2d
+    with torch.no_grad():
+        theta = block.theta(x).flatten(2)[0]
+        phi = pool(block.phi(x), 2).flatten(2)[0]
+        g = pool(block.g(x), 2).flatten(2)[0]
+    weights = torch.softmax(theta.T @ phi, dim=1)          # (N, N / 2^dim)
+    expected = (g @ weights.T).reshape(1, -1, *spatial)
+    assert block.attention(x).shape == (1, theta.shape[1], theta.shape[1] // 2**dim)
+    torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,147 @@
+"""Training throughput of the real MVI training loop against a bare loop, and peak memory of a job.
+
+    python benchmarks/bench_training.py [--threads 1] [--epochs 3]
+
+Reports, for the default configuration's student (config.yaml: crop shape, width, feature_dim):
+- samples/s of `cmdnet.training.loop.fit` (augmentation, focal loss, per-epoch validation and checkpoint)
+  and of a bare forward/backward/Adam-step loop over the same model, batch size and random tensors, and their
+  ratio (target: at least 0.85);
+- the same with channels-last 3D memory format;
+- the peak resident memory of a complete default-size training job in a fresh process (target: under 2 GiB).
+Timings are medians of repeats in one run; compare the ratios, not the absolute numbers, on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cmdnet.losses import FocalLoss  # noqa: E402
+from cmdnet.models import build_model  # noqa: E402
+from cmdnet.training.data import FoldArrays  # noqa: E402
+from cmdnet.training.loop import TrainConfig, fit  # noqa: E402
+from cmdnet.training.tasks import SupervisedTask  # noqa: E402
+
+
+def default_setup():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    x, y, z = config["roi"]["crop_shape_xyz"]
+    model_cfg = config["mvi"]["model"]
+    return (z, y, x), model_cfg, config["mvi"]["training"]
+
+
+def make_model(shape, model_cfg):
+    torch.manual_seed(0)
+    return build_model("student", in_shape_zyx=shape, width=model_cfg["width"], feature_dim=model_cfg["feature_dim"],
+                       norm=model_cfg["norm"], ca_kwargs=model_cfg["cross_attention"])
+
+
+def bare_loop(shape, model_cfg, n, batch, epochs, channels_last):
+    model = make_model(shape, model_cfg)
+    images = torch.randn(n, 2, *shape)
+    labels = torch.randint(0, 3, (n,))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = FocalLoss(gamma=2.0)
+    model.train()
+    tic = time.perf_counter()
+    for _ in range(epochs):
+        for start in range(0, n, batch):
+            x = images[start:start + batch]
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            loss = loss_fn(model(x).logits, labels[start:start + batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return n * epochs / (time.perf_counter() - tic)
+
+
+def real_loop(shape, model_cfg, train_cfg, n, epochs, channels_last):
+    rng = np.random.default_rng(0)
+    n_val = max(6, n // 4)
+    ids = [f"P{i}" for i in range(n + n_val)]
+    images = rng.normal(size=(n + n_val, 2, *shape)).astype(np.float32)
+    labels = np.arange(n + n_val) % 3
+    train = FoldArrays(images[:n], labels[:n], ids[:n])
+    val = FoldArrays(images[n:], labels[n:], ids[n:])
+    model = make_model(shape, model_cfg)
+    cfg = TrainConfig.from_dict({**train_cfg, "epochs": epochs, "channels_last": channels_last})
+    task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        tic = time.perf_counter()
+        fit(task, train, val, cfg, seed=0, checkpoint_path=Path(tmp) / "ckpt.pt", progress=lambda _: None)
+        return n * epochs / (time.perf_counter() - tic)
+
+
+PEAK_JOB = """
+import resource, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import numpy as np, pandas as pd, torch
+torch.set_num_threads({threads})
+from cmdnet.folds import make_folds
+from cmdnet.training.mvi import MviData, train_method_fold
+shape = {shape!r}
+n = 80
+rng = np.random.default_rng(0)
+ids = [f"P{{i:03d}}" for i in range(n)]
+labels = pd.Series(np.arange(n) % 3, index=ids)
+data = MviData(rng.normal(size=(n, 2, *shape)).astype(np.float32), ("PRE", "HBP"), ids, labels)
+with tempfile.TemporaryDirectory() as tmp:
+    train_method_fold(data, make_folds(labels, 5, 0), 0, "s_pre_hbp", {model!r}, {train!r}, {{}}, seed=0,
+                      inner_fraction=0.2, out_model=Path(tmp) / "m.pt", out_history=Path(tmp) / "h.csv",
+                      progress=lambda _: None)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_memory_mb(shape, model_cfg, train_cfg, threads):
+    code = PEAK_JOB.format(repo=str(REPO), threads=threads, shape=tuple(shape), model=model_cfg,
+                           train={**train_cfg, "epochs": 2})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    shape, model_cfg, train_cfg = default_setup()
+    batch = train_cfg["batch_size"]
+    print(f"student, input (z, y, x) {shape}, width {model_cfg['width']}, batch {batch}, {args.samples} samples, "
+          f"{args.epochs} epochs, {args.threads} thread(s), torch {torch.__version__}")
+    for channels_last in (False, True):
+        bare, real = [], []
+        for _ in range(args.repeats):
+            bare.append(bare_loop(shape, model_cfg, args.samples, batch, args.epochs, channels_last))
+            real.append(real_loop(shape, model_cfg, train_cfg, args.samples, args.epochs, channels_last))
+        b, r = statistics.median(bare), statistics.median(real)
+        print(f"channels_last={channels_last!s:5}  bare loop {b:7.1f} samples/s   real loop {r:7.1f} samples/s   "
+              f"ratio {r / b:.2f} (target >= 0.85)")
+    peak = peak_memory_mb(shape, model_cfg, train_cfg, args.threads)
+    print(f"peak resident memory of a default training job (80 patients, fresh process): {peak:.0f} MiB "
+          f"(target < 2048 MiB)")
+    print(f"this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
