@@ -49,8 +49,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
         raise InputError("output must end in .json or .csv", path=args.out)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     bundle = load_bundle(args.bundle)
     if args.cohort is not None:
+        single = [f"--{n.replace('_', '-')}" for n in ("pre", "hbp", "pre_mask", "hbp_mask", "pre_series", "hbp_series")
+                  if getattr(args, n) is not None]
+        if single:
+            raise InputError(f"--cohort (batch mode) reads the inputs from the sheet; drop {', '.join(single)}")
         if args.out is None:
             raise InputError("batch mode (--cohort) needs --out TABLE.csv or .json")
         table = predict_cohort(bundle, args.cohort, saliency_dir=args.saliency_dir)
@@ -112,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", type=Path, default=None, help="batch mode: cohort sheet (labels are ignored)")
     p.add_argument("--out", type=Path, default=None, help="also write the result to FILE.json or FILE.csv")
     p.add_argument("--saliency-dir", type=Path, default=None, help="write Grad-CAM NIfTI maps and a PNG here")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the networks (default: torch's; 1 is fastest for small models on a busy "
+                        "machine)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model bundle to TorchScript (crops -> probabilities)")

@@ -57,9 +57,13 @@ def export_student(source: str | Path | Bundle | nn.Module, out_path: str | Path
         # The models' input checks compare shapes in Python; traced, they are constants for this shape,
         # which is what a fixed-shape export wants (the batch size stays free).
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch >= 2.10 marks TorchScript deprecated in favour of torch.export; TorchScript is kept because
+        # it runs from C++ (libtorch) without Python. See docs/predict.md.
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(module, example, check_inputs=[(example.repeat(2, 1, 1, 1, 1),)])
     out_path = Path(out_path)
     extra = {"bundle.json": json.dumps(meta or {}, indent=2)}
-    with atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(traced, str(tmp), _extra_files=extra)
     return out_path

@@ -112,7 +112,8 @@ def _overlay_png(crops: dict, out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(crops), 3, figsize=(9, 3 * len(crops)), squeeze=False)
+    fig, axes = plt.subplots(len(crops), 3, figsize=(10, 3 * len(crops)), squeeze=False, layout="constrained")
+    overlay = None
     for row, (phase, (image, mask, cam, spacing)) in enumerate(crops.items()):
         sx, sy, sz = (float(v) for v in spacing)
         zc, yc, xc = (n // 2 for n in image.shape)
@@ -123,13 +124,13 @@ def _overlay_png(crops: dict, out: Path, title: str) -> None:
         for col, (name, sl, aspect, origin) in enumerate(views):
             ax = axes[row, col]
             ax.imshow(image[sl], cmap="gray", aspect=aspect, origin=origin)
-            ax.imshow(cam[sl], cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0, aspect=aspect, origin=origin)
+            overlay = ax.imshow(cam[sl], cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0, aspect=aspect, origin=origin)
             if mask[sl].any() and not mask[sl].all():
                 ax.contour(mask[sl], levels=[0.5], colors="white", linewidths=0.8, origin=origin)
             ax.set_title(f"{phase} {name}", fontsize=9)
             ax.set_axis_off()
+    fig.colorbar(overlay, ax=axes, shrink=0.8, label="Grad-CAM (scaled to the maximum over phases)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

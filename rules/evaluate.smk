@@ -1,7 +1,7 @@
 # Statistics, tables and figures of both papers (gathered by `snakemake --report results/report.html`).
 
 MVI_FIGURES = ["roc_pairwise", "confusion_matrix", "calibration"] + [
-    f"training_curves_{name}" for name in [config["mvi"]["reference_method"]] + MVI_TEACHERS[:1]]
+    f"training_curves_{name}" for name in MVI_METHODS + MVI_TEACHERS]
 
 
 rule evaluate_mvi:
@@ -9,8 +9,7 @@ rule evaluate_mvi:
         methods=expand("results/mvi/methods/{method}/oof_predictions.parquet", method=MVI_METHODS),
         teachers=expand("results/mvi/teachers/{teacher}/oof_predictions.parquet", teacher=MVI_TEACHERS),
         histories=expand("results/mvi/{kind}/fold0/history.csv",
-                         kind=[f"methods/{config['mvi']['reference_method']}"]
-                         + [f"teachers/{t}" for t in MVI_TEACHERS[:1]]),
+                         kind=[f"methods/{m}" for m in MVI_METHODS] + [f"teachers/{t}" for t in MVI_TEACHERS]),
     output:
         tables=report(mvi_tables(), category="Tables", subcategory="MVI (CMD-Net)",
                       caption="../report/mvi_tables.rst"),

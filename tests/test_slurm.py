@@ -194,3 +194,61 @@ def test_rerun_after_a_failed_job_submits_only_what_is_missing(failed_then_resum
     assert (workdir / "results/summary.tsv").is_file()
     rerun = [name for name, mtime in upstream_mtimes.items() if (workdir / name).stat().st_mtime != mtime]
     assert not rerun, f"resuming re-created finished outputs: {rerun}"
+
+
+# ---------------------------------------------------------------- the real workflow on SLURM
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE_CONFIG = REPO / "tests" / "configs" / "slurm.yaml"
+TRAINING_RULES = ("train_teacher", "train_student", "train_grade_fold")
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(slurm_cluster: LocalSlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SlurmRun]:
+    """cmdnet's own Snakefile on the smallest configuration, submitted with `--profile profiles/slurm`."""
+    workdir = tmp_path_factory.mktemp("slurm-pipeline")
+    run = run_on_slurm(REPO / "Snakefile", workdir, configfile=PIPELINE_CONFIG,
+                       extra_args=ACCOUNT_PARTITION_ARGS, cluster=slurm_cluster, timeout_s=900)
+    if run.returncode != 0:
+        pytest.fail(f"the cmdnet workflow failed on SLURM ({run.returncode})\n{_tail(run.log, 80)}\n"
+                    f"--- daemons:\n{slurm_cluster.daemon_logs()}")
+    return workdir, run
+
+
+@pytest.mark.slurm
+def test_cmdnet_workflow_runs_every_job_through_sbatch(pipeline_run: tuple[Path, SlurmRun]) -> None:
+    workdir, run = pipeline_run
+    planned = Counter(dict((rule, int(n)) for rule, n in _job_stats(run.log)))
+    planned.pop("all", None)  # the target rule runs no job
+    submitted = Counter(job.rule for job in run.jobs)
+    assert submitted == planned, f"jobs planned by Snakemake {dict(planned)} != jobs seen by SLURM {dict(submitted)}"
+    assert all(job.state == "COMPLETED" for job in run.jobs), [(j.rule, j.state) for j in run.jobs]
+    for stem in ["table1_mvi", "table2_mvi_ablation", "table1_grade", "table2_grade_fusion"]:
+        assert (workdir / "results" / "tables" / f"{stem}.md").is_file(), f"{stem} missing after the SLURM run"
+
+
+@pytest.mark.slurm
+def test_cmdnet_training_jobs_get_gpus_from_slurm(pipeline_run: tuple[Path, SlurmRun]) -> None:
+    workdir, run = pipeline_run
+    for job in run.jobs:
+        expected = "gres:gpu:1" if job.rule in TRAINING_RULES else ""
+        assert job.tres_per_job == expected, f"{job.rule}: TresPerJob {job.tres_per_job!r}"
+    claims = {}
+    for log in (workdir / "results" / "logs").glob("train_*/*.log"):
+        text = log.read_text()
+        assert "(slurm; CUDA_VISIBLE_DEVICES=" in text, f"{log.name}: the job did not keep SLURM's GPU:\n{text[:300]}"
+        claims[log.stem] = text.split("CUDA_VISIBLE_DEVICES=", 1)[1].split(")", 1)[0]
+    assert len(claims) == sum(job.rule in TRAINING_RULES for job in run.jobs)
+    assert set(claims.values()) <= {"0", "1"}, claims
+
+
+def _job_stats(log: str) -> list[tuple[str, str]]:
+    """The (rule, count) rows of the first 'Job stats' table Snakemake printed."""
+    lines = log.split("Job stats:", 1)[1].splitlines()
+    rows = []
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        rows.append((parts[0], parts[1]))
+    return rows

@@ -115,3 +115,19 @@ def test_report_gathers_tables_and_figures(tiny_run):
 def test_lint_is_clean():
     proc = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_config_typo_stops_the_workflow_at_once_naming_the_key(tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("mvi:\n  trainng: {epochs: 3}\n")
+    proc = snakemake(tmp_path, "--cores", "1", "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "trainng" in proc.stdout + proc.stderr, "the error must name the unknown key"
+    assert not (tmp_path / "results").exists(), "nothing may run with an invalid config"
+
+
+def test_unknown_method_name_is_refused_with_the_known_names(tmp_path):
+    bad = tmp_path / "method.yaml"
+    bad.write_text("mvi:\n  methods: [ours, concatt]\n")
+    proc = snakemake(tmp_path, "--cores", "1", "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0 and "concatt" in proc.stderr and "kd_ours" in proc.stderr

@@ -42,6 +42,7 @@ class TrainConfig:
     focal_alpha: tuple[float, ...] | None = None
     augmentation: dict = field(default_factory=lambda: {"flip": True, "rotate_deg": 10.0, "intensity_jitter": 0.1})
     channels_last: bool = False
+    precision: str = "fp32"                # fp32 | bf16 (autocast; on CPUs it made training collapse: docs)
     device: str = "auto"
 
     @classmethod
@@ -51,6 +52,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training keys: {sorted(unknown)}; known: {sorted(known)}")
         d = dict(d)
+        if d.get("precision", "fp32") not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {d['precision']!r}")
         if d.get("focal_alpha") is not None:
             d["focal_alpha"] = tuple(float(a) for a in d["focal_alpha"])
         return cls(**d)
@@ -176,7 +179,8 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
             batch["images"] = augment(batch["images"], generator)
             if cfg.channels_last:
                 batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last_3d)
-            loss, terms = task.loss(batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                loss, terms = task.loss(batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
