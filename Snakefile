@@ -2,7 +2,8 @@
 # `snakemake --cores all` runs everything on the default config (the built-in synthetic cohort).
 # Stages, in order: rules/cohort.smk (synthetic cohort, labels, clinical cleaning, folds),
 # rules/images.smk (DICOM -> NIfTI -> ROI arrays), rules/mvi.smk (teachers, methods, predictions),
-# rules/grade.smk (patch models), rules/evaluate.smk (statistics, tables, figures).
+# rules/grade.smk (patch models), rules/evaluate.smk (statistics, tables, figures),
+# rules/final.smk (the model bundle for `cmdnet predict`).
 
 import os
 
@@ -16,6 +17,7 @@ include: "rules/images.smk"
 include: "rules/mvi.smk"
 include: "rules/grade.smk"
 include: "rules/evaluate.smk"
+include: "rules/final.smk"
 
 
 rule all:
@@ -24,3 +26,4 @@ rule all:
         grade_tables(),
         "results/mvi/summary.csv",
         "results/grade/metrics_per_fold.csv",
+        FINAL_BUNDLE,

@@ -64,8 +64,18 @@ def mvi_tables():
 
 
 def grade_tables():
-    return expand("results/tables/{table}.{ext}", table=["table1_grade", "table2_grade_fusion"],
-                  ext=["md", "csv", "tex"])
+    """The grading tables that the configured grade.methods give rows to."""
+    methods = set(config["grade"]["methods"])
+    tables = [table for table, rows in [("table1_grade", {"local", "nonlocal", "cifa"}),
+                                        ("table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})]
+              if methods & rows]
+    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
+
+
+def grade_figures():
+    """ROC curves always; the common/individual spectra when CIFA is configured."""
+    names = ["roc_grade"] + (["cifa_spectra"] if "cifa" in config["grade"]["methods"] else [])
+    return expand("results/figures/grade/{figure}.png", figure=names)
 
 
 def teacher_of(wildcards):

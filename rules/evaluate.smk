@@ -45,8 +45,7 @@ rule evaluate_grade:
         tables=report(grade_tables(), category="Tables", subcategory="Grade (local/non-local fusion)",
                       caption="../report/grade_tables.rst"),
         per_fold="results/grade/metrics_per_fold.csv",
-        figures=report(expand("results/figures/grade/{figure}.png", figure=["roc_grade", "cifa_spectra"]),
-                       category="Figures", subcategory="Grade (local/non-local fusion)",
+        figures=report(grade_figures(), category="Figures", subcategory="Grade (local/non-local fusion)",
                        caption="../report/grade_figures.rst"),
     log:
         "results/logs/evaluate_grade.log",

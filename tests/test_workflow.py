@@ -130,4 +130,14 @@ def test_unknown_method_name_is_refused_with_the_known_names(tmp_path):
     bad = tmp_path / "method.yaml"
     bad.write_text("mvi:\n  methods: [ours, concatt]\n")
     proc = snakemake(tmp_path, "--cores", "1", "-n", "--configfile", str(bad), check=False)
-    assert proc.returncode != 0 and "concatt" in proc.stderr and "kd_ours" in proc.stderr
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "unknown MVI method 'concatt'" in output and "kd_ours" in output, output
+
+
+def test_grading_outputs_follow_the_configured_methods(tmp_path):
+    """Without any fusion method there is no Table 2 and no CIFA spectra to make; the DAG must not ask for them."""
+    local_only = tmp_path / "local_only.yaml"
+    local_only.write_text("grade:\n  methods: [local, nonlocal]\n")
+    proc = snakemake(tmp_path, "--cores", "1", "-n", "--configfile", str(TINY), str(local_only))
+    assert "table1_grade.md" in proc.stdout
+    assert "table2_grade_fusion" not in proc.stdout and "cifa_spectra.png" not in proc.stdout
