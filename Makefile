@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed          ## set up, then run the whole workflow on config.yaml
 	$(VENV)/bin/snakemake --cores $(CORES)
 	$(VENV)/bin/snakemake --cores 1 --report results/report.html
+	$(VENV)/bin/python benchmarks/aggregate_benchmarks.py results
 
 test: $(VENV)/.installed         ## set up, then run the test suite (what CI runs)
 	$(VENV)/bin/python -m pytest

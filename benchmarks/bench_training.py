@@ -6,7 +6,9 @@ Reports, for the default configuration's student (config.yaml: crop shape, width
 - samples/s of `cmdnet.training.loop.fit` (augmentation, focal loss, per-epoch validation and checkpoint)
   and of a bare forward/backward/Adam-step loop over the same model, batch size and random tensors, and their
   ratio (target: at least 0.85);
-- the same with channels-last 3D memory format;
+- the same with channels-last 3D memory format and with bfloat16 autocast;
+- a learning check of each variant: the real loop on a learnable task (the label shifts the image mean), its
+  validation macro AUC and the share of the most-predicted class (1.00 = collapsed to one class);
 - the peak resident memory of a complete default-size training job in a fresh process (target: under 2 GiB).
 Timings are medians of repeats in one run; compare the ratios, not the absolute numbers, on a noisy machine.
 """
@@ -32,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from cmdnet.losses import FocalLoss  # noqa: E402
 from cmdnet.models import build_model  # noqa: E402
 from cmdnet.training.data import FoldArrays  # noqa: E402
-from cmdnet.training.loop import TrainConfig, fit  # noqa: E402
+from cmdnet.training.loop import TrainConfig, fit, predict_probs  # noqa: E402
 from cmdnet.training.tasks import SupervisedTask  # noqa: E402
 
 
@@ -49,7 +51,10 @@ def make_model(shape, model_cfg):
                        norm=model_cfg["norm"], ca_kwargs=model_cfg["cross_attention"])
 
 
-def bare_loop(shape, model_cfg, n, batch, epochs, channels_last):
+VARIANTS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
+
+
+def bare_loop(shape, model_cfg, n, batch, epochs, channels_last, precision="fp32"):
     model = make_model(shape, model_cfg)
     images = torch.randn(n, 2, *shape)
     labels = torch.randint(0, 3, (n,))
@@ -64,28 +69,49 @@ def bare_loop(shape, model_cfg, n, batch, epochs, channels_last):
             x = images[start:start + batch]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
-            loss = loss_fn(model(x).logits, labels[start:start + batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = loss_fn(model(x).logits.float(), labels[start:start + batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
     return n * epochs / (time.perf_counter() - tic)
 
 
-def real_loop(shape, model_cfg, train_cfg, n, epochs, channels_last):
+def _arrays(shape, n, n_val, signal):
     rng = np.random.default_rng(0)
-    n_val = max(6, n // 4)
     ids = [f"P{i}" for i in range(n + n_val)]
-    images = rng.normal(size=(n + n_val, 2, *shape)).astype(np.float32)
     labels = np.arange(n + n_val) % 3
-    train = FoldArrays(images[:n], labels[:n], ids[:n])
-    val = FoldArrays(images[n:], labels[n:], ids[n:])
+    images = rng.normal(size=(n + n_val, 2, *shape)).astype(np.float32)
+    images += signal * labels[:, None, None, None, None]
+    return FoldArrays(images[:n], labels[:n], ids[:n]), FoldArrays(images[n:], labels[n:], ids[n:])
+
+
+def real_loop(shape, model_cfg, train_cfg, n, epochs, channels_last, precision="fp32"):
+    train, val = _arrays(shape, n, max(6, n // 4), signal=0.0)
     model = make_model(shape, model_cfg)
-    cfg = TrainConfig.from_dict({**train_cfg, "epochs": epochs, "channels_last": channels_last})
+    cfg = TrainConfig.from_dict({**train_cfg, "epochs": epochs, "channels_last": channels_last,
+                                 "precision": precision})
     task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
     with tempfile.TemporaryDirectory() as tmp:
         tic = time.perf_counter()
         fit(task, train, val, cfg, seed=0, checkpoint_path=Path(tmp) / "ckpt.pt", progress=lambda _: None)
         return n * epochs / (time.perf_counter() - tic)
+
+
+def learning_check(shape, model_cfg, train_cfg, channels_last, precision, n=96, epochs=8, signal=0.15):
+    """Validation macro AUC after training on a task a working loop learns, and the top predicted class share."""
+    from cmdnet.stats.metrics import macro_ovo_auc
+
+    train, val = _arrays(shape, n, 48, signal=signal)
+    model = make_model(shape, model_cfg)
+    cfg = TrainConfig.from_dict({**train_cfg, "epochs": epochs, "channels_last": channels_last,
+                                 "precision": precision})
+    task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
+    result = fit(task, train, val, cfg, seed=0, progress=lambda _: None)
+    task.modules.load_state_dict(result.best_state)
+    probs = predict_probs(task, val.tensors(torch.device("cpu")))
+    top_share = np.bincount(probs.argmax(1), minlength=3).max() / len(probs)
+    return macro_ovo_auc(val.labels, probs), top_share
 
 
 PEAK_JOB = """
@@ -129,14 +155,18 @@ def main() -> None:
     batch = train_cfg["batch_size"]
     print(f"student, input (z, y, x) {shape}, width {model_cfg['width']}, batch {batch}, {args.samples} samples, "
           f"{args.epochs} epochs, {args.threads} thread(s), torch {torch.__version__}")
-    for channels_last in (False, True):
+    reference = None
+    for precision, channels_last in VARIANTS:
         bare, real = [], []
         for _ in range(args.repeats):
-            bare.append(bare_loop(shape, model_cfg, args.samples, batch, args.epochs, channels_last))
-            real.append(real_loop(shape, model_cfg, train_cfg, args.samples, args.epochs, channels_last))
+            bare.append(bare_loop(shape, model_cfg, args.samples, batch, args.epochs, channels_last, precision))
+            real.append(real_loop(shape, model_cfg, train_cfg, args.samples, args.epochs, channels_last, precision))
         b, r = statistics.median(bare), statistics.median(real)
-        print(f"channels_last={channels_last!s:5}  bare loop {b:7.1f} samples/s   real loop {r:7.1f} samples/s   "
-              f"ratio {r / b:.2f} (target >= 0.85)")
+        reference = reference or r
+        auc, top_share = learning_check(shape, model_cfg, train_cfg, channels_last, precision)
+        print(f"{precision} channels_last={channels_last!s:5}  bare {b:6.1f} samples/s  real {r:6.1f} samples/s  "
+              f"ratio {r / b:.2f} (target >= 0.85)  speed vs fp32 {r / reference:.2f}x  "
+              f"learning: val AUC {auc:.2f}, top class share {top_share:.2f}")
     peak = peak_memory_mb(shape, model_cfg, train_cfg, args.threads)
     print(f"peak resident memory of a default training job (80 patients, fresh process): {peak:.0f} MiB "
           f"(target < 2048 MiB)")

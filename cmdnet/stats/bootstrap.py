@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
-from .metrics import check_labels_probs, macro_ovo_auc
+from .metrics import check_labels_probs, macro_ovo_auc, macro_ovo_auc_replicates
 
 
 def _stratified_indices(labels: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -39,7 +39,10 @@ def bootstrap_ci(labels: np.ndarray, probs: np.ndarray, metric_fn: Callable[[np.
     """Percentile (1 - alpha) CI of `metric_fn(labels, probs) -> float` under stratified resampling."""
     labels, probs = check_labels_probs(labels, probs)
     idx = _stratified_indices(labels, n_boot, seed)
-    values = np.array([metric_fn(labels[i], probs[i]) for i in idx], dtype=float)
+    if metric_fn is macro_ovo_auc:
+        values = macro_ovo_auc_replicates(labels, probs, idx)
+    else:
+        values = np.array([metric_fn(labels[i], probs[i]) for i in idx], dtype=float)
     return _percentile_ci(values, alpha)
 
 
@@ -58,8 +61,8 @@ def paired_bootstrap_macro_auc(labels: np.ndarray, probs_a: np.ndarray, probs_b:
     auc_a = macro_ovo_auc(labels, probs_a)
     auc_b = macro_ovo_auc(labels, probs_b)
     idx = _stratified_indices(labels, n_boot, seed)
-    boot = np.array([(macro_ovo_auc(labels[i], probs_a[i]), macro_ovo_auc(labels[i], probs_b[i]))
-                     for i in idx], dtype=float)
+    boot = np.stack([macro_ovo_auc_replicates(labels, probs_a, idx),
+                     macro_ovo_auc_replicates(labels, probs_b, idx)], axis=1)
     diffs = boot[:, 0] - boot[:, 1]
     diff = auc_a - auc_b
     sd = float(np.std(diffs, ddof=1)) if n_boot > 1 else float("nan")

@@ -70,6 +70,38 @@ def macro_ovo_auc(labels: np.ndarray, probs: np.ndarray) -> float:
                                labels=list(range(n_classes))))
 
 
+def macro_ovo_auc_replicates(labels: np.ndarray, probs: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """`macro_ovo_auc(labels[i], probs[i])` for every row `i` of `indices (B, n)`, in one vectorised pass.
+
+    A resample is a weight per original patient (how often it was drawn), so for each class pair and direction
+    the Mann-Whitney AUC is sum_a sum_c w_a w_c h(s_a, s_c) / (W_pos W_neg), with h = 1 for s_a > s_c and 1/2
+    for a tie: a matrix product with the fixed comparison matrix h. Same numbers as the scikit-learn loop
+    (tested), about 100x faster for the 2000 replicates of a bootstrap.
+    """
+    labels, probs = check_labels_probs(labels, probs)
+    indices = np.atleast_2d(np.asarray(indices))
+    n_classes = probs.shape[1]
+    if n_classes > 2:
+        probs = probs / probs.sum(axis=1, keepdims=True)  # as macro_ovo_auc hands them to scikit-learn
+    weights = np.zeros((indices.shape[0], labels.shape[0]))
+    np.add.at(weights, (np.arange(indices.shape[0])[:, None], indices), 1.0)
+    pair_aucs = []
+    for i in range(n_classes):
+        for j in range(i + 1, n_classes):
+            directions = []
+            for pos, neg in ((i, j), (j, i)):
+                score = probs[:, pos] if n_classes > 2 else probs[:, 1] * (1 if pos == 1 else -1)
+                s_pos, s_neg = score[labels == pos], score[labels == neg]
+                h = (s_pos[:, None] > s_neg[None, :]) + 0.5 * (s_pos[:, None] == s_neg[None, :])
+                w_pos, w_neg = weights[:, labels == pos], weights[:, labels == neg]
+                denom = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+                if np.any(denom == 0):
+                    raise ValueError("macro one-vs-one AUC needs every class present in every resample")
+                directions.append(((w_pos @ h) * w_neg).sum(axis=1) / denom)
+            pair_aucs.append((directions[0] + directions[1]) / 2)
+    return np.mean(pair_aucs, axis=0)
+
+
 def mvi_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Metrics of the MVI paper for one set of predictions.
 
