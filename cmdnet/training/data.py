@@ -45,7 +45,8 @@ class FoldArrays:
 
     def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
         out = {"images": torch.as_tensor(self.images, dtype=torch.float32, device=device),
-               "labels": torch.as_tensor(self.labels, dtype=torch.long, device=device)}
+               # torch.tensor copies: labels may be a read-only view of a pandas column
+               "labels": torch.tensor(np.asarray(self.labels), dtype=torch.long, device=device)}
         if self.clinical is not None:
             out["clinical"] = torch.as_tensor(self.clinical, dtype=torch.float32, device=device)
         return out

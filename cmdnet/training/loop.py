@@ -146,6 +146,8 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
     if cfg.channels_last:
         task.modules.to(memory_format=torch.channels_last_3d)
     train_t, val_t = train.tensors(device), val.tensors(device)
+    if cfg.channels_last:  # once here, not at every validation pass
+        val_t["images"] = val_t["images"].contiguous(memory_format=torch.channels_last_3d)
     augment = Augmentation.from_dict(cfg.augmentation)
     generator = torch.Generator().manual_seed(seed + 1)
     optimiser = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

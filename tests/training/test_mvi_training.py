@@ -103,7 +103,7 @@ def test_student_model_file_needs_no_clinical_input(tmp_path, folds):
     assert out.logits.shape == (2, 3)
 
 
-def _supervised_fit(tmp_path, *, checkpoint, stop_after=None, epochs=4):
+def _supervised_fit(tmp_path, *, checkpoint, stop_after=None, epochs=4, channels_last=False):
     data = tiny_cohort()
     train = FoldArrays(data.images[:24], data.labels.to_numpy()[:24], data.patient_ids[:24])
     val = FoldArrays(data.images[24:], data.labels.to_numpy()[24:], data.patient_ids[24:])
@@ -111,26 +111,29 @@ def _supervised_fit(tmp_path, *, checkpoint, stop_after=None, epochs=4):
     model = build_model("student", in_shape_zyx=SHAPE, width=0.125, feature_dim=16,
                         ca_kwargs={"n_tokens": 4})
     task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
-    cfg = TrainConfig.from_dict({**TRAIN_CFG, "epochs": epochs})
+    cfg = TrainConfig.from_dict({**TRAIN_CFG, "epochs": epochs, "channels_last": channels_last})
     result = fit(task, train, val, cfg, seed=3, checkpoint_path=checkpoint, fingerprint="job",
                  progress=lambda _: None, stop_after_epoch=stop_after)
     return model, result
 
 
-def test_a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_run(tmp_path):
-    model_full, result_full = _supervised_fit(tmp_path, checkpoint=tmp_path / "full.pt")
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_run(tmp_path, channels_last):
+    model_full, result_full = _supervised_fit(tmp_path, checkpoint=tmp_path / "full.pt", channels_last=channels_last)
     with pytest.raises(InterruptedError):
-        _supervised_fit(tmp_path, checkpoint=tmp_path / "killed.pt", stop_after=2)
-    model_resumed, result_resumed = _supervised_fit(tmp_path, checkpoint=tmp_path / "killed.pt")
+        _supervised_fit(tmp_path, checkpoint=tmp_path / "killed.pt", stop_after=2, channels_last=channels_last)
+    model_resumed, result_resumed = _supervised_fit(tmp_path, checkpoint=tmp_path / "killed.pt",
+                                                    channels_last=channels_last)
     full, resumed = model_full.state_dict(), model_resumed.state_dict()
     assert all(torch.equal(full[k], resumed[k]) for k in full), "resumed run ended with other weights"
     pd.testing.assert_frame_equal(result_full.history.drop(columns="seconds"),
                                   result_resumed.history.drop(columns="seconds"))
 
 
-def test_same_seed_same_numbers_and_checkpoint_of_another_config_is_ignored(tmp_path):
-    model_a, result_a = _supervised_fit(tmp_path, checkpoint=None, epochs=2)
-    model_b, _ = _supervised_fit(tmp_path, checkpoint=None, epochs=2)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_same_seed_same_numbers_and_checkpoint_of_another_config_is_ignored(tmp_path, channels_last):
+    model_a, result_a = _supervised_fit(tmp_path, checkpoint=None, epochs=2, channels_last=channels_last)
+    model_b, _ = _supervised_fit(tmp_path, checkpoint=None, epochs=2, channels_last=channels_last)
     assert all(torch.equal(v, model_b.state_dict()[k]) for k, v in model_a.state_dict().items())
     assert result_a.best_epoch in (1, 2)
     assert result_a.history["val_auc"].notna().all()
