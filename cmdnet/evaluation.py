@@ -64,6 +64,8 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
         other = pred.sort_values("patient_id")
         if list(other["patient_id"]) != list(ref["patient_id"]):
             raise ValueError(f"{name} and {reference} were predicted for different patients")
+        if not np.array_equal(other["label"].to_numpy(), ref["label"].to_numpy()):
+            raise ValueError(f"{name} and {reference} disagree on the true labels of the same patients")
         for r in pairwise_class_delong(ref["label"].to_numpy(), ref[prob_columns(ref)].to_numpy(),
                                        other[prob_columns(other)].to_numpy()):
             delong_rows.append({"reference": reference, "method": name,

@@ -183,7 +183,7 @@ class Concat2S(_PhaseBaseline):
     Implemented: stage 1, one 3D CNN per phase gives a latent vector `z_p` and a per-phase classifier gives
     `logits_p`; stage 2 concatenates the latent vectors and classifies them with two FC layers (the model's
     `logits`). Training (for the trainer): the per-phase heads need their own supervised losses, the total
-    being `L(logits, y) + aux_weight * sum_p L(logits_p, y)`; the per-phase logits are in
+    being `L(logits, y) + aux_weight * mean_p L(logits_p, y)`; the per-phase logits are in
     `features["aux_logits_<phase>"]` and `auxiliary_logits(output)` returns them as a dict.
     `stagewise=True` detaches `z_p` before stage 2, so the stage-2 loss does not train the encoders (the
     encoders then learn only from their per-phase losses, as in the original's separately trained stages).

@@ -38,6 +38,7 @@ def bootstrap_ci(labels: np.ndarray, probs: np.ndarray, metric_fn: Callable[[np.
                  n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile (1 - alpha) CI of `metric_fn(labels, probs) -> float` under stratified resampling."""
     labels, probs = check_labels_probs(labels, probs)
+    metric_fn(labels, probs)  # its own checks on the full data (e.g. softmax rows) before any resampling
     idx = _stratified_indices(labels, n_boot, seed)
     if metric_fn is macro_ovo_auc:
         values = macro_ovo_auc_replicates(labels, probs, idx)
@@ -66,7 +67,9 @@ def paired_bootstrap_macro_auc(labels: np.ndarray, probs_a: np.ndarray, probs_b:
     diffs = boot[:, 0] - boot[:, 1]
     diff = auc_a - auc_b
     sd = float(np.std(diffs, ddof=1)) if n_boot > 1 else float("nan")
-    if sd > 0:
+    if not np.isfinite(sd):
+        z, p = float("nan"), float("nan")  # one replicate gives no spread to test against
+    elif sd > 0:
         z = diff / sd
         p = float(2.0 * norm.sf(abs(z)))
     elif diff == 0:

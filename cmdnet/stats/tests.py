@@ -26,7 +26,7 @@ def paired_t_over_folds(values_a, values_b) -> dict:
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("paired t-test values contain NaN or infinite values")
     d = a - b
-    if np.all(d == d[0]):
+    if np.allclose(d, d[0], rtol=0.0, atol=1e-12):  # constant up to float rounding
         # zero variance of the differences: scipy returns nan; all-equal means no evidence of a difference
         t, p = (0.0, 1.0) if d[0] == 0 else (float(np.sign(d[0]) * np.inf), 0.0)
     else:

@@ -6,8 +6,9 @@ before CUDA is initialised; the lock is held for the life of the process (the OS
 ends, even if it is killed), so the next job finds the id free again.
 
 Under SLURM (SLURM_JOB_ID set) the scheduler already chose the GPU and set CUDA_VISIBLE_DEVICES: keep it.
-The ids to share come from CMDNET_GPU_IDS ("0,1"; also how tests fake GPUs on a machine without any) or
-from `nvidia-smi`; with none, the job runs on the CPU.
+The ids to share come from CMDNET_GPU_IDS ("0,1"; also how tests fake GPUs on a machine without any), else
+from a CUDA_VISIBLE_DEVICES the user set for the whole run ("2,3": only those are claimed), else from
+`nvidia-smi`; with none, the job runs on the CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def available_gpu_ids() -> list[str]:
     override = os.environ.get("CMDNET_GPU_IDS")
     if override is not None:
         return [i.strip() for i in override.split(",") if i.strip()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:  # the user (or a scheduler) already narrowed the GPUs: claim among those only
+        return [i.strip() for i in visible.split(",") if i.strip()]
     if shutil.which("nvidia-smi") is None:
         return []
     try:

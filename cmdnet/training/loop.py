@@ -158,7 +158,8 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
     start_epoch = 0
 
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        # On the CPU: RNG states must stay CPU byte tensors; load_state_dict moves the rest to the device.
+        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if ckpt.get("fingerprint") == fingerprint:
             task.modules.load_state_dict(ckpt["modules"])
             optimiser.load_state_dict(ckpt["optimiser"])
@@ -168,6 +169,8 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
             history, best, bad_epochs = ckpt["history"], ckpt["best"], ckpt["bad_epochs"]
             start_epoch = ckpt["epoch"] + 1
             progress(f"{label} resuming after epoch {start_epoch} from {checkpoint_path}")
+            if cfg.early_stopping_patience is not None and bad_epochs >= cfg.early_stopping_patience:
+                start_epoch = cfg.epochs  # the killed run had already decided to stop here
         else:
             progress(f"{label} ignoring checkpoint {checkpoint_path} of another configuration")
 

@@ -87,6 +87,16 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def arrays_digest(*arrays: FoldArrays) -> str:
+    """A hash of the images, labels and clinical values a job trains on: a checkpoint of other data is stale."""
+    h = hashlib.sha256()
+    for a in arrays:
+        for part in (a.images, a.labels, a.clinical):
+            if part is not None:
+                h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _split(folds: pd.DataFrame, fold: int, labels: pd.Series, inner_fraction: float, seed: int):
     train_ids, test_ids = fold_split(folds, fold)
     fit_ids, val_ids = inner_validation_split(train_ids, labels.loc[train_ids], inner_fraction, seed + fold)
@@ -139,7 +149,7 @@ def train_teacher_fold(data: MviData, folds: pd.DataFrame, fold: int, teacher_na
     label = f"[teacher {teacher_name} fold {fold}]"
     result = fit(task, train, val, cfg, seed=seed + fold, checkpoint_path=checkpoint_path, progress=progress,
                  label=label, fingerprint=fingerprint("teacher", teacher_name, fold, model_cfg, train_cfg, seed,
-                                                      fit_ids, val_ids))
+                                                      fit_ids, val_ids, arrays_digest(train, val)))
     meta = {"kind": "teacher", "name": teacher_name, "phases": list(spec.phases), "fold": fold,
             "train_ids": train_ids, "val_ids": val_ids, "best_epoch": result.best_epoch,
             "clinical_preprocessor": json.dumps(preprocessor.to_dict()), "train_config": json.dumps(cfg.as_dict())}
@@ -183,6 +193,7 @@ def train_method_fold(data: MviData, folds: pd.DataFrame, fold: int, method_name
         task = DistillationTask(model, teacher, spec, _focal(cfg, train.labels), DistillConfig.from_dict(distill_cfg))
         fp_parts += [distill_cfg, hashlib.sha256(Path(teacher_path).read_bytes()).hexdigest()]
     label = f"[{method_name} fold {fold}]"
+    fp_parts.append(arrays_digest(train, val))
     result = fit(task, train, val, cfg, seed=seed + fold, checkpoint_path=checkpoint_path, progress=progress,
                  label=label, fingerprint=fingerprint(*fp_parts))
     meta = {"kind": "method", "name": method_name, "phases": list(spec.phases), "fold": fold,

@@ -110,6 +110,8 @@ class DistillationTask:
         self.teacher.train(self.cfg.joint)
 
     def loss(self, batch):
+        # joint: the teacher learns from its own L_T only; the distillation terms see it detached (the losses'
+        # default), so the student cannot pull the teacher towards itself.
         out_s = self.student(batch["images"])
         with torch.set_grad_enabled(self.cfg.joint):
             out_t = self.teacher(batch["images"], batch["clinical"])

@@ -66,3 +66,14 @@ def test_no_gpu_means_cpu(monkeypatch, tmp_path):
     monkeypatch.setenv("CMDNET_GPU_IDS", "")
     claim = claim_gpu(tmp_path)
     assert claim.gpu_id is None and "CPU" in claim.describe()
+
+
+def test_a_user_set_cuda_visible_devices_limits_the_claimable_gpus(tmp_path, monkeypatch):
+    from cmdnet.training.gpu_slots import available_gpu_ids
+
+    monkeypatch.delenv("CMDNET_GPU_IDS", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert available_gpu_ids() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert available_gpu_ids() == [], "an empty CUDA_VISIBLE_DEVICES means no GPU"
