@@ -69,6 +69,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     given = {"PRE": (args.pre, args.pre_mask, args.pre_series), "HBP": (args.hbp, args.hbp_mask, args.hbp_series)}
     inputs = {}
     for phase in bundle.phases:
+        if phase not in given:
+            raise InputError(f"the bundle's model needs phase {phase}, which the single-patient options do not "
+                             "cover (--pre/--hbp): use batch mode, --cohort SHEET")
         dicom_dir, mask, uid = given[phase]
         if dicom_dir is None or mask is None:
             raise InputError(f"the bundle's model needs phase {phase}: give --{phase.lower()} DICOM_DIR and "

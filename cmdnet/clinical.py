@@ -64,7 +64,10 @@ def parse_number(text: str) -> float:
     match = _LIMIT_NUMBER.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"not a number: {text!r}")
-    return float(match.group(1))
+    value = float(match.group(1))
+    if not np.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
 
 
 def _is_missing(raw: Any) -> bool:

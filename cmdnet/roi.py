@@ -147,6 +147,10 @@ def load_mask_on_image_grid(mask_path: str | Path, image: sitk.Image, *, patient
     mismatch = _geometry_mismatch(mask, image)
     if mismatch is not None:
         raise CohortError(f"tumour mask is not on the image grid: {mismatch}", **where)
+    labels_present = np.unique(sitk.GetArrayViewFromImage(mask))
+    if np.count_nonzero(labels_present) > 1:
+        raise CohortError(f"tumour mask holds several labels {labels_present[labels_present != 0].tolist()}; "
+                          "expected one tumour label (a multi-label segmentation would crop them all)", **where)
     binary = sitk.Cast(mask > 0, sitk.sitkUInt8)
     binary.CopyInformation(image)
     if not np.any(sitk.GetArrayViewFromImage(binary)):

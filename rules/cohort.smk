@@ -20,7 +20,7 @@ if SYNTHETIC:
 
 rule cohort_labels:
     input:
-        COHORT_INPUT,
+        SHEET_INPUT,
     output:
         "results/cohort/labels.parquet",
     params:

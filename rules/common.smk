@@ -7,7 +7,7 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import min_version, validate
 
-from cmdnet.methods import METHODS, teachers_needed, method as method_spec
+from cmdnet.methods import METHODS, TEACHERS, teachers_needed, method as method_spec
 from cmdnet.synth.params import patient_ids as synthetic_patient_ids
 
 min_version("9.0")
@@ -22,6 +22,7 @@ if SYNTHETIC:
     CLINICAL_SHEET = f"{COHORT_DIR}/clinical.csv"
     CLINICAL_DICTIONARY = f"{COHORT_DIR}/clinical_dictionary.csv"
     COHORT_INPUT = [COHORT_DIR]
+    SHEET_INPUT = DICTIONARY_INPUT = [COHORT_DIR]
     PATIENTS = synthetic_patient_ids(config["synthetic"]["n_patients"])
 else:
     from cmdnet.cohort import patient_ids_from_sheet
@@ -33,6 +34,10 @@ else:
         if not config["cohort"][key]:
             raise WorkflowError(f"config cohort.{key} is required when cohort.sheet is set")
     COHORT_INPUT = [COHORT_SHEET, CLINICAL_SHEET, CLINICAL_DICTIONARY]
+    # Narrower inputs, so that correcting a clinical value does not redo the image stages or the image-only
+    # models, and vice versa.
+    SHEET_INPUT = [COHORT_SHEET]
+    DICTIONARY_INPUT = [CLINICAL_DICTIONARY]
     PATIENTS = patient_ids_from_sheet(COHORT_SHEET, column=config["cohort"]["columns"]["patient_id"])
 
 MVI_PHASES = list(config["mvi"]["phases"])
@@ -42,6 +47,18 @@ MVI_METHODS = list(config["mvi"]["methods"])
 for _name in MVI_METHODS:
     method_spec(_name)  # unknown names fail here, with the known names listed
 MVI_TEACHERS = teachers_needed(MVI_METHODS)
+if config["mvi"]["reference_method"] not in MVI_METHODS:
+    raise WorkflowError(f"config mvi.reference_method {config['mvi']['reference_method']!r} is not one of "
+                        f"mvi.methods {MVI_METHODS}")
+for _name, _override in (config["mvi"].get("overrides") or {}).items():
+    if _name not in METHODS and _name not in TEACHERS:
+        raise WorkflowError(f"config mvi.overrides: unknown method or teacher {_name!r}; known: "
+                            f"{', '.join([*METHODS, *TEACHERS])}")
+    for _section, _values in (_override or {}).items():
+        if _section not in ("model", "training", "distillation"):
+            raise WorkflowError(f"config mvi.overrides.{_name}: unknown key {_section!r}")
+        for _key in sorted(set(_values or {}) - set(config["mvi"][_section])):
+            raise WorkflowError(f"config mvi.overrides.{_name}: unknown key '{_section}.{_key}'")
 MVI_FOLDS = list(range(config["folds"]["mvi_k"]))
 GRADE_REPEATS = list(range(config["folds"]["grade_repeats"]))
 GRADE_FOLDS = list(range(config["folds"]["grade_k"]))
@@ -59,8 +76,14 @@ wildcard_constraints:
 
 
 def mvi_tables():
-    return expand("results/tables/{table}.{ext}", table=["table1_mvi", "table2_mvi_ablation"],
-                  ext=["md", "csv", "tex"])
+    """The MVI tables that the configured methods give rows to (Table 1 needs the reference method in it)."""
+    reference = config["mvi"]["reference_method"]
+    tables = []
+    if "table1" in METHODS[reference].tables:
+        tables.append("table1_mvi")
+    if any("table2" in METHODS[m].tables for m in MVI_METHODS):
+        tables.append("table2_mvi_ablation")
+    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
 
 
 def grade_tables():
@@ -84,6 +107,14 @@ def teacher_of(wildcards):
     return [] if name is None else [f"results/mvi/teachers/{name}/fold{wildcards.fold}/model.pt"]
 
 
+def clinical_of(wildcards):
+    """The cleaned clinical table and its dictionary, for jobs whose model (or teacher) reads them."""
+    reads_clinical = (wildcards.get("kind") == "teachers" or "teacher" in wildcards.keys()
+                      or (wildcards.get("method") and method_spec(wildcards.method).teacher is not None))
+    return {"clinical": "results/clinical/clinical_clean.parquet", "dictionary": DICTIONARY_INPUT} \
+        if reads_clinical else {}
+
+
 def _merged(base, override):
     out = dict(base)
     for key, value in (override or {}).items():
@@ -97,7 +128,10 @@ def mvi_training_params(name):
     Rules pass only this as `params`, so changing one method's settings reruns only that method's jobs
     (Snakemake reruns a job whose params changed).
     """
-    section = {key: config["mvi"][key] for key in ("model", "training", "distillation")}
-    section = _merged(section, config["mvi"].get("overrides", {}).get(name))
+    distils = name in METHODS and method_spec(name).teacher is not None
+    keys = ("model", "training", "distillation") if distils else ("model", "training")
+    section = {key: config["mvi"][key] for key in keys}
+    section = _merged(section, {k: v for k, v in (config["mvi"].get("overrides", {}).get(name) or {}).items()
+                                if k in keys})
     return {**section, "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
             "phases": MVI_PHASES}

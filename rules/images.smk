@@ -5,7 +5,7 @@ rule dicom_to_nifti:
     # One job converts all phases of a patient: a job costs about a second of process start and imports,
     # more than converting one small series, so per-phase jobs would spend most of the run starting up.
     input:
-        COHORT_INPUT,
+        SHEET_INPUT,
     output:
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
         sidecars=expand("results/nifti/{{patient}}/{phase}.json", phase=ALL_PHASES),
@@ -25,7 +25,7 @@ rule dicom_to_nifti:
 
 rule extract_roi:
     input:
-        COHORT_INPUT,
+        SHEET_INPUT,
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
     output:
         expand("results/roi/{{patient}}/{phase}.npz", phase=ALL_PHASES),

@@ -4,14 +4,13 @@
 MVI_DATA = {
     "dataset": "results/datasets/mvi.npz",
     "labels": "results/cohort/labels.parquet",
-    "clinical": "results/clinical/clinical_clean.parquet",
     "folds": "results/folds/mvi.parquet",
-    "cohort": COHORT_INPUT,
 }
 
 
 rule train_teacher:
     input:
+        unpack(clinical_of),
         **MVI_DATA,
     output:
         model="results/mvi/teachers/{teacher}/fold{fold}/model.pt",
@@ -36,6 +35,7 @@ rule train_teacher:
 
 rule train_student:
     input:
+        unpack(clinical_of),
         **MVI_DATA,
         teacher=teacher_of,
     output:
@@ -62,6 +62,7 @@ rule train_student:
 
 rule predict_mvi:
     input:
+        unpack(clinical_of),
         **MVI_DATA,
         models=expand("results/mvi/{{kind}}/{{name}}/fold{fold}/model.pt", fold=MVI_FOLDS),
     output:

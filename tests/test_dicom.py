@@ -5,6 +5,7 @@ Every refusal must name patient, phase and directory, and leave no output file b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -71,8 +72,9 @@ def test_siemens_decubitus_matches_dcm2niix_reference(tmp_path):
 
     assert sidecar["size"] == [35, 256, 256]
     assert sidecar["orientation"] == "LPS" and sidecar["n_files"] == 35
-    assert sidecar["SeriesInstanceUID"] == pydicom.dcmread(
-        next((case / "dicom").iterdir()), stop_before_pixels=True).SeriesInstanceUID
+    uid = str(pydicom.dcmread(next((case / "dicom").iterdir()), stop_before_pixels=True).SeriesInstanceUID)
+    assert sidecar["series_uid_sha256"] == hashlib.sha256(uid.encode()).hexdigest()[:16]
+    assert uid not in json.dumps(sidecar), "the UID itself may embed scanner serials and times"
     assert sidecar["Modality"] == "MR" and sidecar["RepetitionTime"] > 0 and sidecar["FlipAngle"] > 0
     assert json.loads((tmp_path / "t1.json").read_text()) == sidecar
 
@@ -194,7 +196,8 @@ def test_two_series_need_a_choice(tmp_path):
     _refused(src, tmp_path / "out", "series 1.2.3 not found", series_uid="1.2.3")
 
     sidecar = convert_series(src, tmp_path / "ok" / "vol.nii.gz", series_uid=second_uid)
-    assert sidecar["SeriesInstanceUID"] == second_uid and sidecar["size"] == [512, 512, 3]
+    assert sidecar["series_uid_sha256"] == hashlib.sha256(second_uid.encode()).hexdigest()[:16]
+    assert sidecar["size"] == [512, 512, 3]
 
 
 def test_missing_middle_slice_is_refused(tmp_path):
@@ -248,7 +251,7 @@ def test_sidecar_holds_no_identifier(tmp_path):
     text = (tmp_path / "out" / "vol.json").read_text()
     for keyword, value in identifiers.items():
         assert value not in text, f"{keyword} leaked into the sidecar"
-    allowed = set(SIDECAR_ATTRIBUTES) | {"SeriesInstanceUID", "n_files", "n_slices", "size", "spacing", "origin",
+    allowed = set(SIDECAR_ATTRIBUTES) | {"series_uid_sha256", "n_files", "n_slices", "size", "spacing", "origin",
                                          "direction", "orientation", "dtype", "rescale_applied"}
     assert set(sidecar) <= allowed, set(sidecar) - allowed
 

@@ -193,6 +193,18 @@ def test_mask_off_the_image_grid_is_refused_and_nothing_written(case, tmp_path, 
     assert not out.parent.exists() or not any(out.parent.iterdir()), "temporary files were left behind"
 
 
+def test_multi_label_segmentation_is_refused_rather_than_cropping_every_label(case, tmp_path):
+    tumour = sitk.ReadImage(str(case["mask"]))
+    liver_and_tumour = tumour + 1                       # 1 everywhere ("liver"), 2 in the tumour
+    path = tmp_path / "liver_tumour.nii.gz"
+    sitk.WriteImage(liver_and_tumour, str(path))
+    out = tmp_path / "out.npz"
+    with pytest.raises(CohortError, match=r"several labels \[1, 2\]") as err:
+        extract_roi(case["image"], path, out, RoiParams(), patient="SYN005", phase="HBP")
+    assert "SYN005" in str(err.value) and "liver_tumour.nii.gz" in str(err.value)
+    assert not out.exists()
+
+
 def test_empty_mask_is_refused(case, tmp_path):
     empty = sitk.ReadImage(str(case["mask"])) * 0
     path = tmp_path / "empty.nii.gz"

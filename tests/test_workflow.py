@@ -106,6 +106,22 @@ def test_changing_one_methods_config_reruns_only_that_methods_jobs(tiny_run, tmp
     assert "kd_ours" in proc.stdout and "[ours fold" not in proc.stdout
 
 
+def test_a_distillation_setting_reruns_only_the_distilled_methods(tiny_run, tmp_path):
+    override = tmp_path / "distill.yaml"
+    override.write_text("mvi:\n  distillation: {temperature: 2.0}\n")
+    proc = snakemake(tiny_run, "--cores", "1", "-n", "--configfile", str(TINY), str(override))
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert stats.get("train_student") == "6", f"kd_ours and ours (3 folds each) distil; s_pre_hbp does not: {stats}"
+    assert "train_teacher" not in stats and "dicom_to_nifti" not in stats, stats
+
+
+def test_a_typo_inside_method_overrides_is_refused(tmp_path):
+    bad = tmp_path / "override_typo.yaml"
+    bad.write_text("mvi:\n  overrides:\n    ours: {training: {epohcs: 3}}\n")
+    proc = snakemake(tmp_path, "--cores", "1", "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0 and "training.epohcs" in proc.stdout + proc.stderr
+
+
 def test_report_gathers_tables_and_figures(tiny_run):
     snakemake(tiny_run, "--cores", "1", "--report", "results/report.html")
     html = (tiny_run / "results" / "report.html").read_bytes()

@@ -7,8 +7,9 @@ import pandas as pd  # noqa: E402
 from cmdnet.tabular_io import write_parquet  # noqa: E402
 from cmdnet.training.mvi import load_mvi_data, predict_fold  # noqa: E402
 
+clinical = snakemake.input.get("clinical")  # teachers only: image-only models never read it
 data = load_mvi_data(snakemake.input.dataset, snakemake.input.labels, snakemake.params.phases,
-                     clinical_path=snakemake.input.clinical, dictionary_path=snakemake.params.dictionary)
+                     clinical_path=clinical, dictionary_path=snakemake.params.dictionary if clinical else None)
 folds = pd.read_parquet(snakemake.input.folds)
 predictions = pd.concat([predict_fold(path, data, folds, fold)
                          for fold, path in zip(snakemake.params.folds, snakemake.input.models)], ignore_index=True)

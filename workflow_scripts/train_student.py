@@ -17,7 +17,7 @@ data = load_mvi_data(snakemake.input.dataset, snakemake.input.labels, p["phases"
                      dictionary_path=snakemake.params.dictionary if teacher else None)
 summary = train_method_fold(
     data, pd.read_parquet(snakemake.input.folds), int(snakemake.wildcards.fold), snakemake.wildcards.method,
-    p["model"], p["training"], p["distillation"], seed=p["seed"], inner_fraction=p["inner_fraction"],
+    p["model"], p["training"], p.get("distillation", {}), seed=p["seed"], inner_fraction=p["inner_fraction"],
     out_model=snakemake.output.model, out_history=snakemake.output.history, teacher_path=teacher,
     checkpoint_path=snakemake.params.checkpoint)
 print(summary)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import math
 from pathlib import Path
@@ -98,7 +100,7 @@ def convert_series(dicom_dir: str | Path, out_path: str | Path, *, series_uid: s
     """Convert one series to `out_path` (NIfTI) and its sidecar `sidecar_path(out_path)`, both atomically.
 
     Returns the sidecar: acquisition parameters from an allow-list (`SIDECAR_ATTRIBUTES`), the chosen
-    SeriesInstanceUID, `n_files`, and the output grid `size` (x, y, z), `spacing` (mm), `origin` (mm),
+    SeriesInstanceUID's digest, `n_files`, and the output grid `size` (x, y, z), `spacing` (mm), `origin` (mm),
     `direction` (row-major 3x3), `orientation` ("LPS"). No identifying attribute is ever copied.
     """
     json_path = sidecar_path(out_path)
@@ -125,7 +127,8 @@ def _sidecar(image: sitk.Image, uid: str, headers: list[Header], stack: Stack) -
         if echo is not None:
             sidecar["EchoTime"] = echo
     sidecar.update({
-        "SeriesInstanceUID": uid,
+        # UIDs can embed scanner serials and acquisition times: keep only a digest to tell series apart
+        "series_uid_sha256": hashlib.sha256(uid.encode()).hexdigest()[:16],
         "n_files": len(headers),
         "n_slices": len(stack.frames),
         "size": list(image.GetSize()),
