@@ -12,27 +12,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import SimpleITK as sitk
 
 from cmdnet.dicom import convert_series, read_series
+from timing import median_seconds
 
 SHARED_DICOM = Path(__file__).resolve().parents[2] / "shared" / "dicom"
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def sitk_with_gdcm_scan(dicom_dir: Path) -> sitk.Image:

@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 import yaml
@@ -32,20 +29,12 @@ from cmdnet.models import build_model
 from cmdnet.predict import PhaseInput, predict_case, prepare_case
 from cmdnet.synth import SynthParams, write_cohort
 from cmdnet.training.mvi import model_kwargs
+from timing import median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 _CLI_WITH_PEAK = ("import sys; from cmdnet.cli import main; rc = main(sys.argv[1:]); "
                   "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr); "
                   "sys.exit(rc)")
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def untrained_bundle(out: Path, config: dict, members: int) -> Path:

@@ -2,7 +2,8 @@
 # Strategy fold_ensemble: the bundle holds the method's K fold models; a prediction is the mean of their
 # softmax probabilities. Nothing is trained here, so the rule needs no GPU.
 
-FINAL = {"method": config["mvi"]["reference_method"], "strategy": "fold_ensemble", **config.get("final", {})}
+FINAL = {"strategy": "fold_ensemble", **config.get("final", {})}
+FINAL["method"] = FINAL.get("method") or config["mvi"]["reference_method"]
 if FINAL["method"] not in MVI_METHODS:
     raise WorkflowError(f"config final.method {FINAL['method']!r} is not one of mvi.methods {MVI_METHODS}")
 if FINAL["strategy"] != "fold_ensemble":
