@@ -18,7 +18,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from cmdnet.dicom import convert_series, read_series
+from cmdnet.data.dicom import convert_series, read_series
 from timing import median_seconds
 
 SHARED_DICOM = Path(__file__).resolve().parents[2] / "shared" / "dicom"

@@ -4,7 +4,7 @@
 
 Without `--bundle`, a bundle of `--members` untrained students of the default config (`config.yaml`: width,
 feature_dim, cross-attention, crop shape) is written to a temporary directory; latency does not depend on
-the weights. The patient is a synthetic one (`cmdnet.synth`, 64-96 pixel matrix, 24-40 slices per phase).
+the weights. The patient is a synthetic one (`cmdnet.data.synth`, 64-96 pixel matrix, 24-40 slices per phase).
 Prints the median of `--repeats` runs of `predict_case` split into its steps (conversion, ROI, inference,
 the whole call), the bundle loading time, the whole CLI call in a fresh process (imports included), and peak
 memory: the resident set size of this process (`ru_maxrss`) and of the CLI process (its `VmHWM`). Asserts nothing.
@@ -24,11 +24,11 @@ import torch
 import yaml
 
 from cmdnet import __version__
-from cmdnet.bundle import load_bundle, write_bundle
-from cmdnet.models import build_model
-from cmdnet.predict import PhaseInput, predict_case, prepare_case
-from cmdnet.synth import SynthParams, write_cohort
-from cmdnet.training.mvi import model_kwargs
+from cmdnet.product.bundle import load_bundle, write_bundle
+from cmdnet.mvi.models import build_model
+from cmdnet.product.predict import PhaseInput, predict_case, prepare_case
+from cmdnet.data.synth import SynthParams, write_cohort
+from cmdnet.mvi.training.fold import model_kwargs
 from timing import median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ _CLI_WITH_PEAK = ("import sys; from cmdnet.cli import main; rc = main(sys.argv[1
 
 
 def untrained_bundle(out: Path, config: dict, members: int) -> Path:
-    """A bundle of `members` freshly initialised students in the model-file format of cmdnet.training.mvi."""
+    """A bundle of `members` freshly initialised students in the model-file format of cmdnet.mvi.training.fold."""
     in_shape = list(config["roi"]["crop_shape_xyz"])[::-1]
     kwargs = model_kwargs(config["mvi"]["model"], ("PRE", "HBP"), in_shape, use_ca=True, cmdnet_module=True)
     paths = []

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cmdnet import pipeline  # noqa: E402
-from cmdnet.synth import SynthParams, patient_ids, write_cohort  # noqa: E402
+from cmdnet.data.synth import SynthParams, patient_ids, write_cohort  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python benchmarks/bench_training.py [--threads 1] [--epochs 3]
 
 Reports, for the default configuration's student (config.yaml: crop shape, width, feature_dim):
-- samples/s of `cmdnet.training.loop.fit` (augmentation, focal loss, per-epoch validation and checkpoint)
+- samples/s of `cmdnet.mvi.training.loop.fit` (augmentation, focal loss, per-epoch validation and checkpoint)
   and of a bare forward/backward/Adam-step loop over the same model, batch size and random tensors, and their
   ratio (target: at least 0.85);
 - the same with channels-last 3D memory format and with bfloat16 autocast;
@@ -31,11 +31,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cmdnet.losses import FocalLoss  # noqa: E402
-from cmdnet.models import build_model  # noqa: E402
-from cmdnet.training.data import FoldArrays  # noqa: E402
-from cmdnet.training.loop import TrainConfig, fit, predict_probs  # noqa: E402
-from cmdnet.training.tasks import SupervisedTask  # noqa: E402
+from cmdnet.mvi.losses import FocalLoss  # noqa: E402
+from cmdnet.mvi.models import build_model  # noqa: E402
+from cmdnet.mvi.training.data import FoldArrays  # noqa: E402
+from cmdnet.mvi.training.loop import TrainConfig, fit, predict_probs  # noqa: E402
+from cmdnet.mvi.objective import SupervisedTask  # noqa: E402
 
 
 def default_setup():
@@ -100,7 +100,7 @@ def real_loop(shape, model_cfg, train_cfg, n, epochs, channels_last, precision="
 
 def learning_check(shape, model_cfg, train_cfg, channels_last, precision, n=96, epochs=8, signal=0.15):
     """Validation macro AUC after training on a task a working loop learns, and the top predicted class share."""
-    from cmdnet.stats.metrics import macro_ovo_auc
+    from cmdnet.evaluation.stats.metrics import macro_ovo_auc
 
     train, val = _arrays(shape, n, 48, signal=signal)
     model = make_model(shape, model_cfg)
@@ -120,8 +120,8 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 import numpy as np, pandas as pd, torch
 torch.set_num_threads({threads})
-from cmdnet.folds import make_folds
-from cmdnet.training.mvi import MviData, train_method_fold
+from cmdnet.data.folds import make_folds
+from cmdnet.mvi.training.fold import MviData, train_method_fold
 shape = {shape!r}
 n = 80
 rng = np.random.default_rng(0)

@@ -23,11 +23,11 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cmdnet.grading.networks import build_grade_model  # noqa: E402
-from cmdnet.methods import METHODS, TEACHERS, teachers_needed  # noqa: E402
-from cmdnet.models import build_model  # noqa: E402
-from cmdnet.synth import SynthParams  # noqa: E402
-from cmdnet.synth.cohort import exact_counts  # noqa: E402
+from cmdnet.grade.networks import build_grade_model  # noqa: E402
+from cmdnet.mvi.methods import METHODS, TEACHERS, teachers_needed  # noqa: E402
+from cmdnet.mvi.models import build_model  # noqa: E402
+from cmdnet.data.synth import SynthParams  # noqa: E402
+from cmdnet.data.synth.cohort import exact_counts  # noqa: E402
 
 
 def merged(base: dict, override: dict) -> dict:

@@ -11,12 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import CmdnetError
+from cmdnet import __version__
+from cmdnet.errors import CmdnetError
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .dicom import convert_series
+    from cmdnet.data.dicom import convert_series
 
     sidecar = convert_series(args.dicom_dir, args.out, series_uid=args.series)
     print(json.dumps({"output": str(args.out), "size": sidecar.get("size"),
@@ -25,7 +25,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import SynthParams, write_cohort
+    from cmdnet.data.synth import SynthParams, write_cohort
 
     params = SynthParams(n_patients=args.n_patients, seed=args.seed)
     write_cohort(Path(args.out_dir), params)
@@ -34,7 +34,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats_delong(args: argparse.Namespace) -> int:
-    from .stats.delong import delong_from_csv
+    from cmdnet.evaluation.stats.delong import delong_from_csv
 
     result = delong_from_csv(args.csv, truth=args.truth, score_a=args.score_a, score_b=args.score_b,
                              positive=args.positive)
@@ -43,9 +43,9 @@ def _cmd_stats_delong(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .bundle import load_bundle
-    from .errors import InputError
-    from .predict import PhaseInput, predict_case, predict_cohort, write_record
+    from cmdnet.product.bundle import load_bundle
+    from cmdnet.errors import InputError
+    from cmdnet.product.predict import PhaseInput, predict_case, predict_cohort, write_record
 
     if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
         raise InputError("output must end in .json or .csv", path=args.out)
@@ -85,7 +85,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_student
+    from cmdnet.product.export import export_student
 
     out = export_student(args.bundle, args.out)
     print(json.dumps({"output": str(out), "format": "torchscript"}))

@@ -7,8 +7,8 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import min_version, validate
 
-from cmdnet.methods import METHODS, TEACHERS, teachers_needed, method as method_spec
-from cmdnet.synth.params import patient_ids as synthetic_patient_ids
+from cmdnet.mvi.methods import METHODS, TEACHERS, teachers_needed, method as method_spec
+from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
 
 min_version("9.0")
 
@@ -25,7 +25,7 @@ if SYNTHETIC:
     SHEET_INPUT = DICTIONARY_INPUT = [COHORT_DIR]
     PATIENTS = synthetic_patient_ids(config["synthetic"]["n_patients"])
 else:
-    from cmdnet.cohort import patient_ids_from_sheet
+    from cmdnet.data.cohort import patient_ids_from_sheet
 
     COHORT_SHEET = config["cohort"]["sheet"]
     CLINICAL_SHEET = config["cohort"]["clinical_sheet"]

@@ -1,5 +1,5 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import assemble
+from cmdnet.stages import assemble
 
 tee_output(snakemake.log[0])
 manifest = assemble(list(snakemake.input), snakemake.params.patients, snakemake.params.phases,

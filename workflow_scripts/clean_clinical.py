@@ -1,5 +1,5 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import clean_clinical_stage
+from cmdnet.stages import clean_clinical_stage
 
 tee_output(snakemake.log[0])
 clean_clinical_stage(snakemake.params.clinical_sheet, snakemake.params.dictionary, snakemake.input.labels,

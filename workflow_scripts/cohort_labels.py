@@ -1,5 +1,5 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import write_labels
+from cmdnet.stages import write_labels
 
 tee_output(snakemake.log[0])
 labels = write_labels(snakemake.params.sheet, snakemake.params.cohort, snakemake.params.phases, snakemake.output[0])

@@ -1,5 +1,5 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import convert_patient
+from cmdnet.stages import convert_patient
 
 tee_output(snakemake.log[0])
 p = snakemake.params

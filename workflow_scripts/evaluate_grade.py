@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from cmdnet.evaluation import grade_evaluation
+from cmdnet.evaluation.mvi import grade_evaluation
 from cmdnet.logs import tee_output
 
 tee_output(snakemake.log[0])

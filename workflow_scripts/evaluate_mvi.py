@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from cmdnet.evaluation import mvi_evaluation, mvi_figures
+from cmdnet.evaluation.mvi import mvi_evaluation, mvi_figures
 from cmdnet.logs import tee_output
 
 tee_output(snakemake.log[0])

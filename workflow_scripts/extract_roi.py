@@ -1,5 +1,5 @@
 from cmdnet.logs import tee_output
-from cmdnet.pipeline import extract_patient_roi
+from cmdnet.stages import extract_patient_roi
 
 tee_output(snakemake.log[0])
 p = snakemake.params

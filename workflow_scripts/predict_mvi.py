@@ -4,8 +4,8 @@ tee_output(snakemake.log[0])
 
 import pandas as pd  # noqa: E402
 
-from cmdnet.tabular_io import write_parquet  # noqa: E402
-from cmdnet.training.mvi import load_mvi_data, predict_fold  # noqa: E402
+from cmdnet.data.sheets import write_parquet  # noqa: E402
+from cmdnet.mvi.training.fold import load_mvi_data, predict_fold  # noqa: E402
 
 clinical = snakemake.input.get("clinical")  # teachers only: image-only models never read it
 data = load_mvi_data(snakemake.input.dataset, snakemake.input.labels, snakemake.params.phases,

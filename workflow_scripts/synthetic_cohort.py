@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from cmdnet.logs import tee_output
-from cmdnet.synth import SynthParams, write_cohort
+from cmdnet.data.synth import SynthParams, write_cohort
 
 tee_output(snakemake.log[0])
 params = SynthParams.from_dict(dict(snakemake.params.synthetic))

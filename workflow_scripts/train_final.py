@@ -4,7 +4,7 @@ tee_output(snakemake.log[0])
 
 import pandas as pd  # noqa: E402
 
-from cmdnet.bundle import write_bundle  # noqa: E402
+from cmdnet.product.bundle import write_bundle  # noqa: E402
 
 p = snakemake.params
 labels = pd.read_parquet(snakemake.input.labels).set_index("patient_id")["mvi"].dropna().astype(int)

@@ -1,5 +1,5 @@
 from cmdnet.logs import tee_output
-from cmdnet.training.gpu_slots import claim_gpu
+from cmdnet.device import claim_gpu
 
 tee_output(snakemake.log[0])
 print(claim_gpu().describe())  # before torch touches CUDA
@@ -7,7 +7,7 @@ print(claim_gpu().describe())  # before torch touches CUDA
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from cmdnet.training.mvi import load_mvi_data, train_method_fold  # noqa: E402
+from cmdnet.mvi.training.fold import load_mvi_data, train_method_fold  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params.training

@@ -1,0 +1,97 @@
+"""The registry of MVI methods: every row of the CMD-Net paper's Tables 1 and 2 is one entry here.
+
+A method says which network to build (by name in `cmdnet.mvi.models.build_model`), which phases it sees, which
+teacher it learns from (if any) and which loss terms it trains with. The workflow asks the registry which
+teachers and methods to train, and the tables follow the registry; adding a method is adding an entry.
+
+Teachers are registered the same way: a teacher sees images and the clinical vector and is trained alone
+with the focal loss; distilled methods load the same fold's teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    name: str
+    phases: tuple[str, ...]
+    use_ca: bool = True
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    display: str
+    model: str                      # name for cmdnet.mvi.models.build_model
+    phases: tuple[str, ...] = ("PRE", "HBP")
+    use_ca: bool = True
+    teacher: str | None = None      # TeacherSpec name; None = trained without distillation
+    class_kd: bool = False          # Eq. 4 (Hinton KD)
+    feature_kd: bool = False        # Eq. 5
+    similarity_kd: bool = False     # Tung & Mori 2019
+    tables: tuple[str, ...] = ()    # "table1", "table2"
+    table2_role: str = "S"          # the T/S column of Table 2
+    citation: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+TEACHERS: dict[str, TeacherSpec] = {t.name: t for t in [
+    TeacherSpec("teacher", ("PRE", "HBP")),
+    TeacherSpec("teacher_pre", ("PRE",), use_ca=False),
+    TeacherSpec("teacher_hbp", ("HBP",), use_ca=False),
+    TeacherSpec("teacher_noca", ("PRE", "HBP"), use_ca=False),
+]}
+
+_OURS = dict(model="student", teacher="teacher", class_kd=True, feature_kd=True)
+
+METHODS: dict[str, MethodSpec] = {m.name: m for m in [
+    MethodSpec("concat", "Concat", "concat", tables=("table1",), citation="Nie et al. 2019"),
+    MethodSpec("cnn3d", "3DCNN", "cnn3d", tables=("table1",), citation="Jiang et al. 2021"),
+    MethodSpec("lstm", "LSTM", "lstm", tables=("table1",), citation="Men et al. 2019"),
+    MethodSpec("m2net", "M2Net", "m2net", tables=("table1",), citation="Zhou et al. 2020"),
+    MethodSpec("concat2s", "Concat_2S", "concat2s", tables=("table1",), citation="Zhou et al. 2019"),
+    MethodSpec("kd_ours", "KD_ours", "student", teacher="teacher", class_kd=True, tables=("table1",),
+               citation="Hinton, Vinyals, and Dean 2015"),
+    MethodSpec("sp_ours", "SP_ours", "student", teacher="teacher", similarity_kd=True, tables=("table1",),
+               citation="Tung and Mori 2019"),
+    MethodSpec("ours", "Our method", tables=("table1", "table2"), table2_role="S→T", **_OURS),
+    MethodSpec("s_pre", "S-pre", "student", phases=("PRE",), use_ca=False, tables=("table2",)),
+    MethodSpec("s_hbp", "S-hbp", "student", phases=("HBP",), use_ca=False, tables=("table2",)),
+    MethodSpec("s_pre_hbp", "S-pre-hbp", "student", tables=("table2",)),
+    MethodSpec("ours_wo_hbp", "ours-w/o-hbp", phases=("PRE",), use_ca=False, tables=("table2",),
+               table2_role="S→T", **{**_OURS, "teacher": "teacher_pre"}),
+    MethodSpec("ours_wo_pre", "ours-w/o-pre", phases=("HBP",), use_ca=False, tables=("table2",),
+               table2_role="S→T", **{**_OURS, "teacher": "teacher_hbp"}),
+    MethodSpec("ours_wo_ca", "ours-w/o-CA", use_ca=False, tables=("table2",), table2_role="S→T",
+               **{**_OURS, "teacher": "teacher_noca"}),
+]}
+
+
+def method(name: str) -> MethodSpec:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown MVI method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def teacher(name: str) -> TeacherSpec:
+    try:
+        return TEACHERS[name]
+    except KeyError:
+        raise ValueError(f"unknown teacher {name!r}; known: {', '.join(TEACHERS)}") from None
+
+
+def teachers_needed(method_names: list[str]) -> list[str]:
+    """The teachers the given methods distil from, in registry order."""
+    wanted = {method(m).teacher for m in method_names} - {None}
+    return [t for t in TEACHERS if t in wanted]
+
+
+def phase_indices(phases: tuple[str, ...], available: tuple[str, ...]) -> list[int]:
+    """Indices of `phases` in the dataset's phase axis (`available`)."""
+    missing = [p for p in phases if p not in available]
+    if missing:
+        raise ValueError(f"phases {missing} are not in the dataset's phases {list(available)}")
+    return [available.index(p) for p in phases]

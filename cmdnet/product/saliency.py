@@ -1,0 +1,136 @@
+"""Grad-CAM saliency of a bundle's prediction, per phase, on the converted image grid and as a PNG.
+
+Grad-CAM (Selvaraju et al. 2017) on the last convolution block of each phase's encoder (`final_conv`, the
+maps `A` of shape `(K, z, y, x)` before global pooling) for the class `c` the bundle predicts:
+
+    w_k = mean_{z,y,x} d logit_c / d A_k,        L = ReLU(sum_k w_k A_k)
+
+`L` is upsampled (trilinear) to the crop `(Z, Y, X)`, averaged over the bundle's members, and divided by its
+maximum over all phases (so values lie in [0, 1] and are comparable between phases; all zero when no
+location raises the logit). Each phase's map is then resampled (linear, 0 outside the crop) from the crop
+grid (its origin and spacing are stored in the ROI archive, identity LPS direction) onto that phase's
+converted image grid and written as NIfTI. The PNG overlays the map on the crop's central axial, coronal and
+sagittal slices, with the tumour mask's outline. File names and titles carry only the patient label given
+(the cohort's patient_id, or "patient").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from cmdnet.atomic import atomic_path
+from cmdnet.errors import BundleError
+
+if TYPE_CHECKING:
+    from cmdnet.product.bundle import Bundle
+    from cmdnet.product.predict import PreparedCase
+
+
+def _encoders(model: torch.nn.Module, phases: tuple[str, ...], method: str):
+    encoders = getattr(model, "encoders", None)
+    if not isinstance(encoders, torch.nn.ModuleDict) or any(
+            p.lower() not in encoders or not hasattr(encoders[p.lower()], "final_conv") for p in phases):
+        raise BundleError(f"saliency needs a CMD-Net student (one convolutional encoder per phase); method "
+                          f"{method!r} uses model {type(model).__name__}")
+    return {p: encoders[p.lower()].final_conv for p in phases}
+
+
+def grad_cam(model: torch.nn.Module, images: torch.Tensor, target: int, phases: tuple[str, ...],
+             method: str = "?") -> dict[str, np.ndarray]:
+    """Unnormalised Grad-CAM of class `target` per phase, upsampled to the crop: `{phase: (Z, Y, X)}`."""
+    layers = _encoders(model, phases, method)
+    maps: dict[str, torch.Tensor] = {}
+    handles = [layer.register_forward_hook(lambda _m, _i, out, p=p: maps.__setitem__(p, out))
+               for p, layer in layers.items()]
+    try:
+        with torch.enable_grad():
+            logits = model(images).logits
+            grads = torch.autograd.grad(logits[0, target], [maps[p] for p in phases])
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for p, g in zip(phases, grads):
+        weights = g.mean(dim=(2, 3, 4), keepdim=True)               # (1, K, 1, 1, 1)
+        cam = torch.relu((weights * maps[p]).sum(dim=1, keepdim=True))  # (1, 1, z, y, x)
+        cam = F.interpolate(cam, size=tuple(images.shape[2:]), mode="trilinear", align_corners=False)
+        out[p] = cam[0, 0].detach().double().numpy()
+    return out
+
+
+def bundle_grad_cam(bundle: "Bundle", images: np.ndarray, target: int) -> dict[str, np.ndarray]:
+    """Grad-CAM averaged over the members and scaled by its maximum over all phases: `{phase: (Z, Y, X)}`."""
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    per_member = [grad_cam(m, x, target, bundle.phases, bundle.method) for m in bundle.members]
+    cams = {p: np.mean([c[p] for c in per_member], axis=0) for p in bundle.phases}
+    peak = max(float(c.max()) for c in cams.values())
+    return {p: (c / peak if peak > 0 else c).astype(np.float32) for p, c in cams.items()}
+
+
+def crop_to_image_grid(cam: np.ndarray, origin_mm: np.ndarray, spacing_mm: np.ndarray,
+                       reference: sitk.Image) -> sitk.Image:
+    """Resample a crop-grid map `(Z, Y, X)` (identity direction) onto `reference`'s grid (linear, 0 outside)."""
+    img = sitk.GetImageFromArray(cam.astype(np.float32))
+    img.SetOrigin(tuple(float(v) for v in origin_mm))
+    img.SetSpacing(tuple(float(v) for v in spacing_mm))
+    return sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def write_saliency(bundle: "Bundle", case: "PreparedCase", out_dir: str | Path, *,
+                   patient: str = "patient") -> dict[str, Path]:
+    """Write `<patient>_<PHASE>_gradcam.nii.gz` per phase and `<patient>_gradcam.png`; return their paths."""
+    out_dir = Path(out_dir)
+    probs = bundle.predict_proba(case.images)[0]
+    target = int(np.argmax(probs))
+    cams = bundle_grad_cam(bundle, case.images, target)
+    files: dict[str, Path] = {}
+    crops = {}
+    for i, phase in enumerate(bundle.phases):
+        with np.load(case.roi[phase], allow_pickle=False) as z:
+            origin, spacing, mask = z["crop_origin_mm"], z["crop_spacing_mm"], z["crop_mask"]
+        crops[phase] = (case.images[0, i], mask, cams[phase], spacing)
+        on_grid = crop_to_image_grid(cams[phase], origin, spacing, sitk.ReadImage(str(case.nifti[phase])))
+        files[phase] = out_dir / f"{patient}_{phase}_gradcam.nii.gz"
+        with atomic_path(files[phase]) as tmp:
+            sitk.WriteImage(on_grid, str(tmp), useCompression=True)
+    files["png"] = out_dir / f"{patient}_gradcam.png"
+    _overlay_png(crops, files["png"], f"{patient}: Grad-CAM of {bundle.classes[target]} "
+                 f"(p = {probs[target]:.2f}, {bundle.method}, {len(bundle.members)} member(s))")
+    return files
+
+
+def _overlay_png(crops: dict, out: Path, title: str) -> None:
+    """Rows: phases; columns: central axial, coronal, sagittal slices of the crop with the map overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(crops), 3, figsize=(10, 3 * len(crops)), squeeze=False, layout="constrained")
+    overlay = None
+    for row, (phase, (image, mask, cam, spacing)) in enumerate(crops.items()):
+        sx, sy, sz = (float(v) for v in spacing)
+        zc, yc, xc = (n // 2 for n in image.shape)
+        # LPS: axial rows run anterior -> posterior (top to bottom); coronal/sagittal put superior (+z) on top.
+        views = (("axial", np.s_[zc, :, :], sy / sx, "upper"),
+                 ("coronal", np.s_[:, yc, :], sz / sx, "lower"),
+                 ("sagittal", np.s_[:, :, xc], sz / sy, "lower"))
+        for col, (name, sl, aspect, origin) in enumerate(views):
+            ax = axes[row, col]
+            ax.imshow(image[sl], cmap="gray", aspect=aspect, origin=origin)
+            overlay = ax.imshow(cam[sl], cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0, aspect=aspect, origin=origin)
+            if mask[sl].any() and not mask[sl].all():
+                ax.contour(mask[sl], levels=[0.5], colors="white", linewidths=0.8, origin=origin)
+            ax.set_title(f"{phase} {name}", fontsize=9)
+            ax.set_axis_off()
+    fig.colorbar(overlay, ax=axes, shrink=0.8, label="Grad-CAM (scaled to the maximum over phases)")
+    fig.suptitle(title, fontsize=10)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -1,0 +1,98 @@
+"""Table-1 baselines and the model registry: shapes, gradients, image-only contract, method specifics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cmdnet.mvi.models import (
+    CNN3D, MODEL_REGISTRY, Concat2S, ConcatNet, LSTMNet, M2Net, Student, Teacher, build_model,
+)
+
+SMALL = (12, 24, 24)
+BASELINES = {"concat": ConcatNet, "cnn3d": CNN3D, "lstm": LSTMNet, "m2net": M2Net, "concat2s": Concat2S}
+
+
+def _images(batch=2, phases=2, seed=0):
+    return torch.randn(batch, phases, *SMALL, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_shapes_and_gradients(name):
+    torch.manual_seed(0)
+    model = build_model(name, in_shape_zyx=SMALL, width=0.125)
+    assert isinstance(model, BASELINES[name])
+    out = model(_images())
+    assert out.logits.shape == (2, 3)
+    assert "fused" in out.features
+    out.logits.sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    if name == "concat2s":  # the per-phase heads are trained by the auxiliary losses, not by the main logits
+        assert no_grad and all(n.startswith("phase_heads.") for n in no_grad)
+    else:
+        assert not no_grad, f"no gradient reached: {no_grad}"
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_refuse_clinical_input(name):
+    model = build_model(name, in_shape_zyx=SMALL, width=0.125)
+    with pytest.raises(TypeError, match="takes no clinical input"):
+        model(_images(), torch.randn(2, 5))
+
+
+def test_cnn3d_stacks_phases_as_channels():
+    model = CNN3D(in_shape_zyx=SMALL, width=0.125)
+    assert model.encoder.blocks[0].layers[0].in_channels == 2
+    assert CNN3D(in_shape_zyx=SMALL, width=0.125, phases=("HBP",)).encoder.in_channels == 1
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_lstm_reads_phase_sequence_in_order(share):
+    torch.manual_seed(0)
+    model = LSTMNet(in_shape_zyx=SMALL, width=0.125, share_encoder=share, hidden_size=16, norm="group").eval()
+    images = _images()
+    with torch.no_grad():
+        out = model(images)
+        swapped = model(images.flip(1))
+    assert out.features["sequence"].shape == (2, 2, 512)
+    assert out.features["fused"].shape == (2, 16)
+    assert torch.equal(out.features["pre"], out.features["sequence"][:, 0])
+    if share:  # same encoder on swapped inputs: same vectors, reversed order; an LSTM is order-sensitive
+        assert torch.allclose(swapped.features["sequence"], out.features["sequence"].flip(1), atol=1e-6)
+        assert (swapped.logits - out.logits).abs().max() > 1e-4
+
+
+def test_m2net_modality_weights_are_a_distribution():
+    out = M2Net(in_shape_zyx=SMALL, width=0.125).eval()(_images())
+    w = out.features["modality_weights"]
+    assert w.shape == (2, 2) and (w > 0).all()
+    assert torch.allclose(w.sum(dim=1), torch.ones(2), atol=1e-6)
+
+
+def test_concat2s_exposes_per_phase_logits_for_auxiliary_losses():
+    torch.manual_seed(0)
+    model = Concat2S(in_shape_zyx=SMALL, width=0.125)
+    out = model(_images())
+    aux = Concat2S.auxiliary_logits(out)
+    assert set(aux) == {"pre", "hbp"} and all(v.shape == (2, 3) for v in aux.values())
+    sum(v.sum() for v in aux.values()).backward()
+    assert model.phase_heads["pre"].weight.grad is not None
+    assert model.encoders["hbp"].fc.weight.grad is not None
+
+
+def test_concat2s_stagewise_stops_stage2_gradient_into_encoders():
+    model = Concat2S(in_shape_zyx=SMALL, width=0.125, stagewise=True)
+    model(_images()).logits.sum().backward()
+    assert all(p.grad is None for p in model.encoders.parameters())
+    assert model.head[0].weight.grad is not None
+
+
+def test_registry_builds_every_name():
+    assert set(MODEL_REGISTRY) == {"teacher", "student", "concat", "cnn3d", "lstm", "m2net", "concat2s"}
+    assert isinstance(build_model("teacher", n_clinical=3, in_shape_zyx=SMALL, width=0.125), Teacher)
+    assert isinstance(build_model("student", in_shape_zyx=SMALL, width=0.125), Student)
+
+
+def test_registry_unknown_name_lists_known_names():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet'.*cnn3d.*teacher"):
+        build_model("resnet")
