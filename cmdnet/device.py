@@ -1,6 +1,6 @@
-"""One GPU per training job when Snakemake runs several at once on one machine.
+"""Which device a job computes on: one GPU per training job, and the device policy of both experiments.
 
-Snakemake's `--resources gpu=N` limits how many GPU jobs run at once but assigns no device ids. Each job
+GPU slots. Snakemake's `--resources gpu=N` limits how many GPU jobs run at once but assigns no device ids. Each job
 claims a free id by taking an exclusive lock on `<lock_dir>/gpu<id>.lock` and sets CUDA_VISIBLE_DEVICES to it
 before CUDA is initialised; the lock is held for the life of the process (the OS drops it when the process
 ends, even if it is killed), so the next job finds the id free again.
@@ -9,6 +9,8 @@ Under SLURM (SLURM_JOB_ID set) the scheduler already chose the GPU and set CUDA_
 The ids to share come from CMDNET_GPU_IDS ("0,1"; also how tests fake GPUs on a machine without any), else
 from a CUDA_VISIBLE_DEVICES the user set for the whole run ("2,3": only those are claimed), else from
 `nvidia-smi`; with none, the job runs on the CPU.
+
+Device policy: `resolve_device` (auto | cpu | cuda) and the autocast dtype of a precision setting.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 _held_locks: list = []  # open lock files of this process: closing them would release the claim
+_claims: list = []      # the GPU claims of this process (for the device policy's warning)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ def claim_gpu(lock_dir: Path | None = None, *, timeout_s: float = 3600.0, poll_s
               log: Callable[[str], None] = print) -> GpuClaim:
     """Claim a GPU for this process and set CUDA_VISIBLE_DEVICES. Call before anything touches CUDA."""
     if os.environ.get("SLURM_JOB_ID") and os.environ.get("CUDA_VISIBLE_DEVICES"):
-        return GpuClaim(os.environ["CUDA_VISIBLE_DEVICES"], "slurm")
+        _claims.append(GpuClaim(os.environ["CUDA_VISIBLE_DEVICES"], "slurm"))
+        return _claims[-1]
     ids = available_gpu_ids()
     if not ids:
         return GpuClaim(None, "none")
@@ -80,7 +84,8 @@ def claim_gpu(lock_dir: Path | None = None, *, timeout_s: float = 3600.0, poll_s
                 continue
             _held_locks.append(handle)
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
-            return GpuClaim(gpu_id, "lock")
+            _claims.append(GpuClaim(gpu_id, "lock"))
+            return _claims[-1]
         if time.monotonic() > deadline:
             raise TimeoutError(f"no free GPU among {ids} after {timeout_s:.0f} s (locks in {lock_dir}); "
                                "is --resources gpu=N larger than the number of GPUs?")
@@ -88,3 +93,75 @@ def claim_gpu(lock_dir: Path | None = None, *, timeout_s: float = 3600.0, poll_s
             log(f"all GPUs {ids} are busy; waiting for one to be released")
             waited = True
         time.sleep(poll_s)
+
+
+# ---------------------------------------------------------------- device policy
+
+DEVICE_POLICIES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "mixed", "bf16", "fp16")
+
+
+def resolve_device(policy: str, *, log: Callable[[str], None] = print):
+    """The torch device a job computes on, by the configured policy (`mvi.training.device`,
+    `grade.training.device`), and say which in the log.
+
+    - `cpu`: the CPU.
+    - `cuda`: the first visible CUDA device; stops at once (ConfigError) when torch sees none, naming what torch
+      reports, before any training.
+    - `auto`: CUDA when torch sees a usable device, else the CPU. A job that claimed a GPU (a lock or SLURM's
+      CUDA_VISIBLE_DEVICES) but ends up on the CPU says so loudly: it is almost always a CPU-only torch build
+      or a driver mismatch, and the run would be many times slower than planned.
+    """
+    import torch
+
+    from cmdnet.config import ConfigError
+
+    if policy not in DEVICE_POLICIES:
+        raise ConfigError(f"device {policy!r}: expected one of {DEVICE_POLICIES}")
+    usable = torch.cuda.is_available()
+    if policy == "cuda" and not usable:
+        raise ConfigError(f"device 'cuda' was asked for, but torch {torch.__version__} sees no usable CUDA device "
+                          f"(CUDA build: {torch.version.cuda or 'none, a CPU-only build'}; "
+                          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                          "see README 'Installing on a GPU machine', or set the device to auto or cpu")
+    device = torch.device("cuda" if policy == "cuda" or (policy == "auto" and usable) else "cpu")
+    if device.type == "cpu" and _claimed_gpu() is not None:
+        log(f"WARNING: this job claimed GPU {_claimed_gpu()} but runs on the CPU: torch {torch.__version__} "
+            f"sees no usable CUDA device (CUDA build: {torch.version.cuda or 'none'}). Training will be slow.")
+    log(f"device: {describe_device(device)} (policy {policy})")
+    return device
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def autocast_dtype(precision: str, device):
+    """The autocast dtype of a precision setting on a device, or None for fp32.
+
+    `mixed` is bf16 where the device supports it (CPUs, Ampere and newer GPUs), else fp16 (older GPUs; the
+    training loop then scales the loss with a GradScaler)."""
+    import torch
+
+    if precision not in PRECISIONS:
+        from cmdnet.config import ConfigError
+        raise ConfigError(f"precision {precision!r}: expected one of {PRECISIONS}")
+    if precision == "fp32":
+        return None
+    if precision == "mixed":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _claimed_gpu() -> str | None:
+    if _claims:
+        return _claims[-1].gpu_id
+    if os.environ.get("SLURM_JOB_ID") and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return os.environ["CUDA_VISIBLE_DEVICES"]
+    return None

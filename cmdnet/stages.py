@@ -1,112 +1,68 @@
-"""The workflow's stages as plain functions of paths and config sections.
+"""The workflow's stages: one function per Snakemake rule, the single seam between workflow and library.
 
-Each Snakemake rule's script is one call into this module, and the same functions can be called from
-Python without Snakemake. Config sections are the dicts of `config.yaml` (validated by the Snakefile
-against `schemas/config.schema.yaml`).
+Each stage takes the rule's named inputs, its named outputs (prefixed `out_`) and its params as keyword arguments:
+the rule decides every file name, the library writes exactly the paths it is given. A workflow script is two
+lines, `run_job(<stage>, snakemake)`; from Python, call a stage with plain paths and config sections.
+
+Heavy libraries are imported inside the stages, so a job pays only for what it uses, and a training job claims
+its GPU before torch is imported.
 """
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import Any
 
 from cmdnet.atomic import atomic_path
-from cmdnet.data.cohort import CohortColumns, load_cohort
-from cmdnet.data.sheets import write_parquet
+from cmdnet.errors import CmdnetError
+from cmdnet.logs import tee_output
+
+VERBOSE_ENV = "CMDNET_VERBOSE"
 
 
-def cohort_table(sheet: str | Path, cohort_cfg: dict, phases: list[str], require=("mvi",)) -> pd.DataFrame:
-    """The validated cohort sheet, with the column names, labels and phases of the config."""
-    return load_cohort(sheet, phases=list(phases), columns=CohortColumns(**cohort_cfg["columns"]),
-                       mvi_labels=cohort_cfg["mvi_labels"], grade_labels=cohort_cfg["grade_labels"],
-                       require=require)
+# ---------------------------------------------------------------- the seam
 
 
-def cohort_row(sheet: str | Path, cohort_cfg: dict, patient: str, phases: list[str]) -> pd.Series:
-    table = cohort_table(sheet, cohort_cfg, phases, require=())
-    rows = table[table["patient_id"] == patient]
-    if rows.empty:
-        raise KeyError(f"patient {patient} is not in the cohort sheet {sheet}")
-    return rows.iloc[0]
+def job_arguments(job: Any) -> dict[str, Any]:
+    """A Snakemake job's named inputs, `out_`-prefixed named outputs and params as one keyword dict."""
+    def files(items) -> dict[str, Any]:
+        return {name: [str(v) for v in value] if isinstance(value, list) else str(value)
+                for name, value in items.items()}
+    return {**files(job.input), **{f"out_{k}": v for k, v in files(job.output).items()}, **dict(job.params.items())}
 
 
-def write_labels(sheet: str | Path, cohort_cfg: dict, phases: list[str], out: str | Path) -> pd.DataFrame:
-    labels = cohort_table(sheet, cohort_cfg, phases)[["patient_id", "mvi", "grade"]]
-    write_parquet(labels, out)
-    return labels
+def run_job(stage: Callable[..., Any], job: Any) -> None:
+    """Run `stage` for a Snakemake job (`snakemake` in a rule's script): log to the job's log file and the console;
+    an input or config problem ends the job with its one-line message and exit status 2, without a traceback
+    (set CMDNET_VERBOSE=1 for one)."""
+    tee_output(job.log[0])
+    kwargs = job_arguments(job)
+    if "threads" in inspect.signature(stage).parameters:
+        kwargs["threads"] = job.threads
+    try:
+        stage(**kwargs)
+    except CmdnetError as err:
+        if os.environ.get(VERBOSE_ENV):
+            traceback.print_exc()
+        print(f"cmdnet: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
-def convert_patient(sheet: str | Path, cohort_cfg: dict, patient: str, phases: list[str],
-                    out_images: list[str | Path]) -> dict[str, dict]:
-    """Stage 1 for one patient: each phase's DICOM series -> `out_images[i]` (+ JSON sidecar beside it)."""
-    from cmdnet.data.dicom import convert_series
-
-    row = cohort_row(sheet, cohort_cfg, patient, phases)
-    sidecars = {}
-    for phase, out in zip(phases, out_images, strict=True):
-        uid = row[f"{phase}_series_uid"] or None
-        sidecars[phase] = convert_series(row[f"{phase}_dicom"], out, series_uid=uid, patient=patient, phase=phase)
-    return sidecars
-
-
-def extract_patient_roi(sheet: str | Path, cohort_cfg: dict, roi_cfg: dict, patient: str, phases: list[str],
-                        images: list[str | Path], outs: list[str | Path], *, patch_phase: str | None,
-                        seed: int) -> list[dict]:
-    """Stage 2 for one patient: crops of every phase, 16^3 patches of `patch_phase` only."""
-    from cmdnet.data.roi import RoiParams, extract_roi
-
-    row = cohort_row(sheet, cohort_cfg, patient, phases)
-    rows = []
-    for phase, image, out in zip(phases, images, outs, strict=True):
-        params = RoiParams.from_dict({**roi_cfg, "make_patches": phase == patch_phase, "seed": seed})
-        rows.append(extract_roi(image, row[f"{phase}_mask"], out, params, patient=patient, phase=phase))
-    return rows
-
-
-def assemble(roi_files: list[str], patients: list[str], phases: list[str], out: str | Path,
-             patches_of: str | None) -> pd.DataFrame:
-    from cmdnet.data.roi import assemble_dataset
-
-    paths = {}
-    for path in roi_files:
-        p = Path(path)
-        paths[(p.parent.name, p.stem)] = p
-    ordered = {(pid, ph): paths[(pid, ph)] for pid in patients for ph in phases}
-    return assemble_dataset(ordered, phases, out, with_patches_of=patches_of)
-
-
-def clean_clinical_stage(clinical_sheet: str | Path, dictionary: str | Path, labels: str | Path,
-                         cohort_cfg: dict, out_table: str | Path, out_report: str | Path) -> None:
-    from cmdnet.data.clinical import clean_clinical
-
-    ids = pd.read_parquet(labels)["patient_id"].tolist()
-    table, report = clean_clinical(clinical_sheet, dictionary, cohort_ids=ids,
-                                   id_column=cohort_cfg["columns"]["patient_id"],
-                                   identifier_columns=cohort_cfg["identifier_columns"],
-                                   out_of_range=cohort_cfg["out_of_range"])
-    write_parquet(table, out_table)
-    with atomic_path(out_report) as tmp:
-        report.to_csv(tmp, index=False)
-
-
-def folds_stage(labels: str | Path, folds_cfg: dict, seed: int, out_mvi: str | Path, out_grade: str | Path) -> None:
-    from cmdnet.data.folds import make_folds, make_repeated_folds
-
-    table = pd.read_parquet(labels).set_index("patient_id")
-    write_parquet(make_folds(table["mvi"].dropna().astype(int), folds_cfg["mvi_k"], seed), out_mvi)
-    grade = table["grade"].dropna().astype(int)
-    write_parquet(make_repeated_folds(grade, folds_cfg["grade_k"], folds_cfg["grade_repeats"], seed), out_grade)
-
-
-def write_json(obj, path: str | Path) -> None:
+def write_json(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o):
+    import numpy as np
+
     if isinstance(o, (np.integer, np.floating)):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -114,21 +70,221 @@ def _json_default(o):
     return str(o)
 
 
-def grade_fold_stage(dataset: str | Path, labels: str | Path, folds: str | Path, grade_cfg: dict, seed: int,
-                     repeat: int, fold: int, out_predictions: str | Path, out_spectra: str | Path) -> pd.DataFrame:
-    """Train every configured patch model of one repeat and fold; write patient-level test predictions."""
-    from cmdnet.data.folds import fold_split
-    from cmdnet.grade.train import GradeTrainConfig, cifa_spectra, train_fold
-    from cmdnet.data.roi import load_dataset
+def _cohort_table(sheet: str | Path, cohort: Mapping, phases: Sequence[str], require=("mvi",)):
+    from cmdnet.data.cohort import CohortColumns, load_cohort
 
+    return load_cohort(sheet, phases=list(phases), columns=CohortColumns(**cohort["columns"]),
+                       mvi_labels=cohort["mvi_labels"], grade_labels=cohort["grade_labels"], require=require)
+
+
+def _cohort_row(sheet: str | Path, cohort: Mapping, patient: str, phases: Sequence[str]):
+    table = _cohort_table(sheet, cohort, phases, require=())
+    rows = table[table["patient_id"] == patient]
+    if rows.empty:
+        from cmdnet.errors import CohortError
+        raise CohortError("patient is not in the cohort sheet", patient=patient, path=sheet)
+    return rows.iloc[0]
+
+
+# ---------------------------------------------------------------- cohort
+
+
+def synthetic_cohort(*, out_cohort: str, synthetic: Mapping) -> None:
+    from cmdnet.data.synth import SynthParams, write_cohort
+
+    params = SynthParams.from_dict(dict(synthetic))
+    write_cohort(Path(out_cohort), params)
+    print(f"synthetic cohort of {params.n_patients} patients written to {out_cohort}")
+
+
+def cohort_labels(*, sheet: str, cohort: Mapping, phases: Sequence[str], out_labels: str) -> None:
+    from cmdnet.data.sheets import write_parquet
+
+    labels = _cohort_table(sheet, cohort, phases)[["patient_id", "mvi", "grade"]]
+    write_parquet(labels, out_labels)
+    print(f"{len(labels)} patients; MVI counts {labels['mvi'].value_counts().sort_index().to_dict()}; "
+          f"grade counts {labels['grade'].value_counts().sort_index().to_dict()}")
+
+
+def clean_clinical(*, labels: str, clinical_sheet: str, dictionary: str, cohort: Mapping, out_table: str,
+                   out_missingness: str) -> None:
+    from cmdnet.data.clinical import clean_clinical as clean
+    from cmdnet.data.sheets import write_csv, write_parquet
+    from cmdnet.labels import read_labels
+
+    table, report = clean(clinical_sheet, dictionary, cohort_ids=read_labels(labels).index.tolist(),
+                          id_column=cohort["columns"]["patient_id"], identifier_columns=cohort["identifier_columns"],
+                          out_of_range=cohort["out_of_range"])
+    write_parquet(table, out_table)
+    write_csv(report, out_missingness)
+    print(f"{len(table)} patients, {table.shape[1] - 1} clinical items")
+
+
+def make_folds(*, labels: str, folds: Mapping, seed: int, out_mvi: str, out_grade: str) -> None:
+    from cmdnet.data.folds import make_repeated_folds
+    from cmdnet.data.sheets import write_parquet
+    from cmdnet.labels import outcome
+
+    write_parquet(make_repeated_folds(outcome(labels, "mvi"), folds["mvi_k"], folds["mvi_repeats"], seed), out_mvi)
+    write_parquet(make_repeated_folds(outcome(labels, "grade"), folds["grade_k"], folds["grade_repeats"], seed),
+                  out_grade)
+
+
+# ---------------------------------------------------------------- images
+
+
+def dicom_to_nifti(*, sheet: str, cohort: Mapping, patient: str, phases: Sequence[str], out_images: Sequence[str],
+                   out_sidecars: Sequence[str]) -> None:
+    """Each phase's DICOM series of one patient -> `out_images[i]` (NIfTI, LPS) + `out_sidecars[i]` (JSON)."""
+    from cmdnet.data.dicom import convert_series
+
+    row = _cohort_row(sheet, cohort, patient, phases)
+    for phase, image, sidecar in zip(phases, out_images, out_sidecars, strict=True):
+        meta = convert_series(row[f"{phase}_dicom"], image, series_uid=row[f"{phase}_series_uid"] or None,
+                              patient=patient, phase=phase, out_sidecar=sidecar)
+        print(f"patient {patient} phase {phase}: size {meta['size']} spacing {meta['spacing']}")
+
+
+def extract_roi(*, sheet: str, cohort: Mapping, roi: Mapping, patient: str, phases: Sequence[str],
+                patch_phase: str | None, seed: int, images: Sequence[str], out_rois: Sequence[str]) -> None:
+    """Crops of every phase of one patient, 16^3 patches of `patch_phase` only."""
+    from cmdnet.data.roi import RoiParams, extract_roi as extract
+
+    row = _cohort_row(sheet, cohort, patient, phases)
+    for phase, image, out in zip(phases, images, out_rois, strict=True):
+        params = RoiParams.from_dict({**roi, "make_patches": phase == patch_phase, "seed": seed})
+        info = extract(image, row[f"{phase}_mask"], out, params, patient=patient, phase=phase)
+        print({k: v for k, v in info.items() if k != "path"})
+
+
+def assemble_dataset(*, rois: Sequence[str], patients: Sequence[str], phases: Sequence[str],
+                     patches_of: str | None, out_dataset: str, out_manifest: str) -> None:
+    """Stack the ROI archives `rois`, given patient by patient and phase by phase within a patient."""
+    from cmdnet.data.datasets import assemble_dataset as assemble
+
+    keys = list(itertools.product(patients, phases))
+    if len(keys) != len(rois):
+        raise ValueError(f"{len(rois)} ROI archives for {len(patients)} patients x {len(phases)} phases")
+    manifest = assemble(dict(zip(keys, rois)), list(phases), out_dataset, out_manifest, with_patches_of=patches_of)
+    print(f"{manifest['patient_id'].nunique()} patients, phases {list(phases)} -> {out_dataset}")
+
+
+# ---------------------------------------------------------------- MVI
+
+
+def _torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def _claim_gpu() -> None:
+    from cmdnet.device import claim_gpu
+
+    print(claim_gpu().describe(), flush=True)  # before torch touches CUDA
+
+
+def train_teacher(*, dataset: str, labels: str, folds: str, clinical: str, dictionary: str, teacher: str,
+                  repeat: int, fold: int, settings: Mapping, checkpoint: str | None, out_model: str,
+                  out_history: str, threads: int = 1) -> None:
+    _claim_gpu()
+    _torch_threads(threads)
+    import pandas as pd
+
+    from cmdnet.mvi.training.fold import load_mvi_data, train_teacher_fold
+
+    data = load_mvi_data(dataset, labels, settings["phases"], clinical=clinical, dictionary=dictionary)
+    summary = train_teacher_fold(data, pd.read_parquet(folds), teacher, int(repeat), int(fold), dict(settings),
+                                 out_model=out_model, out_history=out_history, checkpoint=checkpoint)
+    print(summary)
+
+
+def train_method(*, dataset: str, labels: str, folds: str, method: str, repeat: int, fold: int, settings: Mapping,
+                 checkpoint: str | None, out_model: str, out_history: str, teacher: str | None = None,
+                 clinical: str | None = None, dictionary: str | None = None, threads: int = 1) -> None:
+    _claim_gpu()
+    _torch_threads(threads)
+    import pandas as pd
+
+    from cmdnet.mvi.training.fold import load_mvi_data, train_method_fold
+
+    data = load_mvi_data(dataset, labels, settings["phases"], clinical=clinical, dictionary=dictionary)
+    summary = train_method_fold(data, pd.read_parquet(folds), method, int(repeat), int(fold), dict(settings),
+                                out_model=out_model, out_history=out_history, teacher=teacher or None,
+                                checkpoint=checkpoint)
+    print(summary)
+
+
+def predict_mvi(*, dataset: str, labels: str, folds: str, models: Sequence[str], phases: Sequence[str],
+                device: str, out_predictions: str, out_validation: str, clinical: str | None = None,
+                dictionary: str | None = None) -> None:
+    """Out-of-fold predictions of one method's or teacher's fold models (every repeat), and the inner-validation
+    predictions of their selected epochs."""
+    import pandas as pd
+
+    from cmdnet.data.sheets import write_parquet
+    from cmdnet.mvi.training.fold import load_mvi_data, predict_fold
+
+    data = load_mvi_data(dataset, labels, phases, clinical=clinical, dictionary=dictionary)
+    table = pd.read_parquet(folds)
+    frames = [predict_fold(path, data, table, device=device) for path in models]
+    write_parquet(pd.concat([f[0] for f in frames], ignore_index=True), out_predictions)
+    write_parquet(pd.concat([f[1] for f in frames], ignore_index=True), out_validation)
+    print(f"{sum(len(f[0]) for f in frames)} out-of-fold predictions -> {out_predictions}")
+
+
+def evaluate_mvi(*, methods: Sequence[str], teachers: Sequence[str], histories: Sequence[str],
+                 method_names: Sequence[str], teacher_names: Sequence[str], reference: str, seed: int, n_boot: int,
+                 out_summary: str, out_per_fold: str, out_delong: str, out_figures: Sequence[str],
+                 out_table1: Sequence[str] = (), out_table2: Sequence[str] = ()) -> None:
+    from cmdnet.evaluation.mvi import mvi_evaluation, mvi_figures
+
+    method_files = dict(zip(method_names, methods, strict=True))
+    mvi_evaluation(method_files, dict(zip(teacher_names, teachers, strict=True)), reference=reference,
+                   n_boot=n_boot, seed=seed, out_summary=out_summary, out_per_fold=out_per_fold,
+                   out_delong=out_delong, out_table1=out_table1, out_table2=out_table2)
+    mvi_figures(method_files, dict(zip([*method_names, *teacher_names], histories, strict=True)),
+                reference=reference, out_figures=out_figures)
+
+
+def bundle_final(*, models: Sequence[str], labels: str, method: str, strategy: str, roi: Mapping,
+                 settings: Mapping, out_bundle: str) -> None:
+    """The model bundle of `method` for `cmdnet predict` (nothing is trained here)."""
+    from cmdnet.labels import outcome
+    from cmdnet.product.bundle import write_bundle
+
+    meta = write_bundle(out_bundle, list(models), method=method, roi_cfg=roi, labels=outcome(labels, "mvi"),
+                        config_sections={"roi": dict(roi), "mvi": dict(settings)}, strategy=strategy)
+    print(f"bundle of {len(meta['members'])} {method} model(s) ({strategy}) -> {out_bundle}; training cohort "
+          f"{meta['training_cohort']['n_patients']} patients {meta['training_cohort'].get('label_counts')}")
+
+
+# ---------------------------------------------------------------- grading
+
+
+def train_grade_fold(*, dataset: str, labels: str, folds: str, grade: Mapping, seed: int, repeat: int, fold: int,
+                     out_predictions: str, out_spectra: str, threads: int = 1) -> None:
+    """Train every configured patch model of one repeat and fold; write patient-level test predictions."""
+    _claim_gpu()
+    _torch_threads(threads)
+    import numpy as np
+    import pandas as pd
+
+    from cmdnet.data.datasets import load_dataset
+    from cmdnet.data.folds import fold_split
+    from cmdnet.data.sheets import write_parquet
+    from cmdnet.grade.train import GradeTrainConfig, cifa_spectra, train_fold
+    from cmdnet.labels import outcome
+    from cmdnet.seeds import derive_seed
+
+    repeat, fold = int(repeat), int(fold)
     data = load_dataset(dataset)
-    table = pd.read_parquet(labels).dropna(subset=["grade"])
-    grade = {str(p): int(g) for p, g in zip(table["patient_id"], table["grade"])}
+    grade_of = outcome(labels, "grade").to_dict()
     train_ids, test_ids = fold_split(pd.read_parquet(folds), fold, repeat=repeat)
-    methods = [(m, d) for d in grade_cfg["dims"] for m in grade_cfg["methods"]]
-    config = GradeTrainConfig(**grade_cfg["training"], seed=seed + 1000 * repeat + fold)
+    methods = [(m, d) for d in grade["dims"] for m in grade["methods"]]
+    config = GradeTrainConfig(**grade["training"], seed=derive_seed(seed, "grade", repeat, fold))
     models: dict = {}
-    predictions = train_fold(data["patches"], data["patch_patient"], grade, train_ids, test_ids, methods, config,
+    predictions = train_fold(data["patches"], data["patch_patient"], grade_of, train_ids, test_ids, methods, config,
                              progress=lambda line: print(f"[grade repeat {repeat} fold {fold}] {line}", flush=True),
                              keep_models=models)
     predictions.insert(0, "repeat", repeat)
@@ -140,4 +296,11 @@ def grade_fold_stage(dataset: str | Path, labels: str | Path, folds: str | Path,
             spectra[dim] = cifa_spectra(model, data["patches"][test_rows], slices_2d=config.slices_2d)
     write_parquet(predictions, out_predictions)
     write_json(spectra, out_spectra)
-    return predictions
+
+
+def evaluate_grade(*, predictions: Sequence[str], spectra: str, out_per_fold: str, out_figures: Sequence[str],
+                   out_table1: Sequence[str] = (), out_table2: Sequence[str] = ()) -> None:
+    from cmdnet.evaluation.mvi import grade_evaluation
+
+    grade_evaluation(list(predictions), spectra, out_per_fold=out_per_fold, out_figures=out_figures,
+                     out_table1=out_table1, out_table2=out_table2)

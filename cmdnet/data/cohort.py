@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from cmdnet.errors import CohortError
 from cmdnet.data.sheets import read_sheet
+from cmdnet.errors import CohortError
+from cmdnet.labels import GRADE_CLASSES, MVI_CLASSES
 
-MVI_LABELS: dict[str, int] = {"M0": 0, "M1": 1, "M2": 2}
-GRADE_LABELS: dict[str, int] = {"low": 0, "high": 1, "I": 0, "II": 0, "III": 1, "IV": 1}
+MVI_LABELS: dict[str, int] = {name: code for code, name in enumerate(MVI_CLASSES)}
+GRADE_LABELS: dict[str, int] = {**{name: code for code, name in enumerate(GRADE_CLASSES)}, "I": 0, "II": 0, "III": 1, "IV": 1}
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 

@@ -64,3 +64,9 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     """Write `df` (without its index) to Parquet through a temporary file renamed onto `path`."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write `df` (without its index) as CSV through a temporary file renamed onto `path`."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)

@@ -19,10 +19,10 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from cmdnet.atomic import atomic_path
+from cmdnet.labels import MVI_CLASSES
 from cmdnet.evaluation.stats.metrics import prob_columns
 from cmdnet.evaluation.stats.tests import pair_score
 
-MVI_CLASSES = ("M0", "M1", "M2")
 
 
 def _new_figure(width: float, height: float) -> Figure:

@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cmdnet.atomic import atomic_path
-from cmdnet.evaluation.stats.bootstrap import paired_bootstrap_macro_auc
-from cmdnet.evaluation.stats.metrics import prob_columns, summarise
-from cmdnet.evaluation.stats.tests import paired_t_over_folds
+from cmdnet.evaluation.stats.metrics import summarise
 
 PM = "±"
 RIGHTARROW = "→"
@@ -50,9 +48,9 @@ class TableSpec:
     bold_best: dict[str, str] = field(default_factory=dict)
     footnote: str = ""
 
-    def write(self, out_stem: Path) -> dict[str, Path]:
+    def write(self, out_paths: Sequence[str | Path]) -> list[Path]:
         return render_table(self.rows, title=self.title, columns=self.columns, bold_best=self.bold_best,
-                            footnote=self.footnote, out_stem=out_stem)
+                            footnote=self.footnote, out_paths=out_paths)
 
 
 # ---------------------------------------------------------------- formatting
@@ -166,8 +164,9 @@ def _latex(title: str, columns: Sequence[str], text, bold, footnote: str) -> str
 
 def render_table(rows: pd.DataFrame, *, title: str, columns: Sequence[str],
                  bold_best: Mapping[str, str] | None = None, footnote: str = "",
-                 out_stem: str | Path) -> dict[str, Path]:
-    """Write `<out_stem>.md`, `<out_stem>.csv` (raw numbers) and `<out_stem>.tex`; return their paths.
+                 out_paths: Sequence[str | Path]) -> list[Path]:
+    """Write the table to each of `out_paths`, in the format its suffix names: `.md`, `.csv` (the raw numbers)
+    or `.tex`; return the paths.
 
     `columns` are display names in order (the first is usually "Method"); see the module docstring for
     how each is looked up in `rows`. `bold_best` maps a mean-±-SD column to "max" or "min".
@@ -175,17 +174,20 @@ def render_table(rows: pd.DataFrame, *, title: str, columns: Sequence[str],
     columns = list(columns)
     bold_best = dict(bold_best or {})
     text, bold = _cells(rows.reset_index(drop=True), columns, bold_best)
-    out_stem = Path(out_stem)
-    paths = {"md": out_stem.with_name(out_stem.name + ".md"),
-             "csv": out_stem.with_name(out_stem.name + ".csv"),
-             "tex": out_stem.with_name(out_stem.name + ".tex")}
-    with atomic_path(paths["md"]) as tmp:
-        tmp.write_text(_markdown(title, columns, text, bold, footnote), encoding="utf-8")
-    with atomic_path(paths["csv"]) as tmp:
-        rows.to_csv(tmp, index=False)
-    with atomic_path(paths["tex"]) as tmp:
-        tmp.write_text(_latex(title, columns, text, bold, footnote), encoding="utf-8")
-    return paths
+    writers = {".md": lambda: _markdown(title, columns, text, bold, footnote),
+               ".tex": lambda: _latex(title, columns, text, bold, footnote)}
+    written = []
+    for path in map(Path, out_paths):
+        if path.suffix == ".csv":
+            with atomic_path(path) as tmp:
+                rows.to_csv(tmp, index=False)
+        elif path.suffix in writers:
+            with atomic_path(path) as tmp:
+                tmp.write_text(writers[path.suffix](), encoding="utf-8")
+        else:
+            raise ValueError(f"cannot render a table as {path.name}: known formats .md, .csv, .tex")
+        written.append(path)
+    return written
 
 
 # ---------------------------------------------------------------- builders
@@ -198,70 +200,36 @@ def _mean_sd_columns(per_fold: pd.DataFrame, metric_cols: Mapping[str, str]) -> 
     return out
 
 
-def _aligned_probs(pred_a: pd.DataFrame, pred_b: pd.DataFrame, name_a: str, name_b: str
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels and both methods' probabilities on the same patients, in the same order."""
-    merged = pred_a.merge(pred_b, on="patient_id", suffixes=("_a", "_b"), validate="one_to_one")
-    if len(merged) != len(pred_a) or len(merged) != len(pred_b):
-        raise ValueError(f"pooled predictions of {name_a!r} ({len(pred_a)} patients) and {name_b!r} "
-                         f"({len(pred_b)}) do not cover the same patients")
-    if not (merged["label_a"] == merged["label_b"]).all():
-        raise ValueError(f"predictions of {name_a!r} and {name_b!r} disagree on true labels")
-    pcols = prob_columns(pred_a)
-    return (merged["label_a"].to_numpy(), merged[[f"{c}_a" for c in pcols]].to_numpy(),
-            merged[[f"{c}_b" for c in pcols]].to_numpy())
-
-
 MVI_METRICS = {"F1-score (%)": "macro_f1", "Accuracy (%)": "accuracy", "AUC (%)": "auc_macro_ovo"}
 
 
-def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str = "ours",
-               pooled_predictions: Mapping[str, pd.DataFrame] | None = None,
-               display_names: Mapping[str, str] | None = None, n_boot: int = 2000, seed: int = 0,
-               title: str = "Quantitative results of our network and state-of-the-art methods "
-                            "(3-class MVI, five-fold cross-validation).") -> TableSpec:
-    """MVI paper Table 1: Method | F1-score (%) | Accuracy (%) | AUC (%) | p-value (t-test) | p-value (bootstrap).
+def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str,
+               p_values: Mapping[str, Mapping[str, float | None]] | None = None,
+               display_names: Mapping[str, str] | None = None, footnote: str = "",
+               title: str = "Quantitative results of our network and state-of-the-art methods (3-class MVI).") \
+        -> TableSpec:
+    """MVI paper Table 1: Method | F1-score (%) | Accuracy (%) | AUC (%) | one column per entry of `p_values`.
 
-    `per_fold[method]`: per-fold metrics (`fold`, `macro_f1`, `accuracy`, `auc_macro_ovo`), e.g. from
-    `per_fold_metrics(pred, mvi_metrics)`. Rows follow the order of `per_fold`, reference last (as in the
-    paper). p-values compare each method with `reference` on the macro OvO AUC:
-    paired t-test over folds, and (when `pooled_predictions[method]` with `patient_id`, `label`,
-    `prob_c` are given) a paired stratified bootstrap of the pooled out-of-fold AUC.
+    `per_fold[method]`: per-fold metrics (`macro_f1`, `accuracy`, `auc_macro_ovo`), e.g. from
+    `per_fold_metrics(pred, mvi_metrics, ("repeat", "fold"))`. Rows follow the order of `per_fold`, reference last
+    (as in the paper). `p_values[column][method]` are computed by the caller (`cmdnet.evaluation.mvi`), which also
+    says in `footnote` what they are; the reference row's cells stay empty.
     """
     if reference not in per_fold:
         raise ValueError(f"reference method {reference!r} has no per-fold metrics; have {list(per_fold)}")
     names = dict(display_names or {})
+    p_values = dict(p_values or {})
     order = [m for m in per_fold if m != reference] + [reference]
-    ref_folds = per_fold[reference].sort_values("fold")
     rows = []
     for method in order:
-        folds = per_fold[method].sort_values("fold")
         row: dict = {"method": method, "Method": names.get(method, method),
-                     **_mean_sd_columns(folds, MVI_METRICS)}
-        p_t = p_boot = None
-        if method != reference:
-            if list(folds["fold"]) != list(ref_folds["fold"]):
-                raise ValueError(f"{method!r} and {reference!r} were evaluated on different folds")
-            p_t = paired_t_over_folds(folds["auc_macro_ovo"], ref_folds["auc_macro_ovo"])["p"]
-            if pooled_predictions is not None:
-                labels, pa, pb = _aligned_probs(pooled_predictions[method], pooled_predictions[reference],
-                                                method, reference)
-                p_boot = paired_bootstrap_macro_auc(labels, pa, pb, n_boot=n_boot, seed=seed)["p"]
-        row["p-value (t-test)"] = p_t
-        row["p-value (bootstrap)"] = p_boot
+                     **_mean_sd_columns(per_fold[method], MVI_METRICS)}
+        for column, values in p_values.items():
+            row[column] = None if method == reference else values.get(method)
         rows.append(row)
-    columns = ["Method", *MVI_METRICS, "p-value (t-test)"]
-    if pooled_predictions is not None:
-        columns.append("p-value (bootstrap)")
-    ref_name = names.get(reference, reference)
-    footnote = (f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. "
-                f"p-values compare each method's AUC with {ref_name}: two-sided paired t-test over the "
-                f"{len(ref_folds)} folds (scipy.stats.ttest_rel)")
-    if pooled_predictions is not None:
-        footnote += (f"; two-sided paired stratified bootstrap (n = {n_boot}, seed {seed}) of the macro "
-                     f"one-vs-one AUC of the pooled out-of-fold predictions")
-    footnote += ". Bold: best mean."
-    return TableSpec(pd.DataFrame(rows), title, columns, {k: "max" for k in MVI_METRICS}, footnote)
+    note = f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. {footnote}".strip()
+    return TableSpec(pd.DataFrame(rows), title, ["Method", *MVI_METRICS, *p_values],
+                     {k: "max" for k in MVI_METRICS}, note + " Bold: best mean.")
 
 
 def mvi_table2(per_fold: Mapping[str, pd.DataFrame], *, teacher_student: Mapping[str, str],

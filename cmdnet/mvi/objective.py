@@ -1,140 +1,145 @@
-"""What a model learns from: the supervised focal loss alone, or distillation from a frozen teacher.
+"""What an MVI network learns from: a weighted sum of named loss terms (torchdistill's `WeightedSumLoss` idea).
 
-The total loss of a distilled student (the paper's Eq. 6 without the teacher's own term, which the teacher
-already minimised in its own training; `joint=True` adds it back and updates the teacher too):
+    L = sum_k w_k * term_k(step)
 
-    L = L_S (focal) + w_class * L_class (Eq. 4) + w_feature * L_feature (Eq. 5) + w_sp * L_SP
+An objective is configured as `mvi.objectives.<name>: {<term>: {weight: w, ...settings}, ...}`; a method's registry
+entry names its objective (`cmdnet.mvi.methods`). CMD-Net's Eq. 6 is, for the student,
 
-Which terms are on is the method's recipe (`cmdnet.mvi.methods.MethodSpec`).
+    cmdnet: focal (L_S^s) + class_kd (Eq. 4) + feature_kd (Eq. 5)
+
+and the teacher's own terms (`mvi.objectives.teacher`: focal L_T^s and, when configured, L_clinical) are minimised
+either beforehand, in the teacher's own job (`mvi.distillation.mode: offline`: the student learns from a frozen,
+pre-trained teacher), or in the same run (`joint`: the teacher is trained from scratch together with the student
+under the whole of Eq. 6, `L_total = L_T + L_S + L_class + L_feature`). In both modes the distillation terms
+see the teacher detached, so the student cannot pull the teacher towards itself.
+
+Every step reports each term's weighted value under its name (`teacher_<term>` for the teacher's terms in joint
+mode) and the total under `loss`; the training loop logs them per epoch as `train_<name>`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from cmdnet.mvi.losses import ClassDistillationLoss, FeatureDistillationLoss, FocalLoss, SimilarityPreservingLoss
-from cmdnet.mvi.methods import MethodSpec
+from cmdnet.config import ConfigError
+from cmdnet.mvi.losses import LOSS_TERMS  # noqa: F401  (imports every term module, so each registers)
+from cmdnet.mvi.losses.terms import LossTerm, Step, TermContext, build_term, check_term
 
-
-@dataclass(frozen=True)
-class DistillConfig:
-    temperature: float = 4.0
-    class_weight: float = 1.0
-    feature_weight: float = 1.0
-    feature_temperature: float = 1.0
-    beta1: float = 1.0
-    sp_weight: float = 1.0
-    joint: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DistillConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown distillation keys: {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+DISTILLATION_MODES = ("offline", "joint")
 
 
-def _auxiliary_logits(model: nn.Module, output) -> list[torch.Tensor]:
-    """Per-phase heads of stage-wise models (Concat_2S): trained with the same focal loss."""
-    aux = getattr(model, "auxiliary_logits", None)
-    return list(aux(output).values()) if aux is not None else []
+class WeightedSum(nn.Module):
+    """`forward(step) -> (total, {name: weighted value})` over named, weighted terms (weight-0 terms are left out)."""
+
+    def __init__(self, terms: Mapping[str, tuple[float, LossTerm]], prefix: str = ""):
+        super().__init__()
+        self.weights = {name: w for name, (w, _) in terms.items() if w > 0}
+        self.terms = nn.ModuleDict({name: term for name, (w, term) in terms.items() if w > 0})
+        self.prefix = prefix
+        if not self.terms:
+            raise ConfigError("an objective needs at least one term with a positive weight")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(t.needs_teacher for t in self.terms.values())
+
+    def forward(self, step: Step) -> tuple[Tensor, dict[str, float]]:
+        total: Tensor | None = None
+        parts: dict[str, float] = {}
+        for name, term in self.terms.items():
+            value = self.weights[name] * term(step)
+            parts[self.prefix + name] = value.item()
+            total = value if total is None else total + value
+        return total, parts
+
+
+def build_objective(terms: Mapping[str, dict], context: TermContext, where: str, prefix: str = "") -> WeightedSum:
+    """The objective of config `terms` (`{term: {weight, ...settings}}`); `where` names it in errors."""
+    return WeightedSum({name: build_term(name, entry, context, f"{where}.{name}") for name, entry in terms.items()},
+                       prefix=prefix)
+
+
+def check_objectives(objectives: Mapping[str, Mapping[str, dict]]) -> None:
+    """Validate every configured objective (term names and settings) before any job runs."""
+    for objective, terms in objectives.items():
+        if not terms or not any(isinstance(e, dict) and e.get("weight", 0) > 0 for e in terms.values()):
+            raise ConfigError(f"config mvi.objectives.{objective}: needs at least one term with a positive weight")
+        for name, entry in terms.items():
+            check_term(name, entry, f"mvi.objectives.{objective}.{name}")
 
 
 class SupervisedTask:
-    """A model trained on its labels with the focal loss; `uses_clinical` for teachers."""
+    """A network trained on its labels alone (baselines, undistilled students, teachers)."""
 
-    def __init__(self, model: nn.Module, focal: FocalLoss, *, uses_clinical: bool):
-        self.model = model
-        self.focal = focal
-        self.uses_clinical = uses_clinical
-        self.modules = nn.ModuleDict({"model": model})
+    def __init__(self, model: nn.Module, objective: WeightedSum, *, uses_clinical: bool):
+        if objective.needs_teacher:
+            raise ConfigError(f"objective terms {[n for n, t in objective.terms.items() if t.needs_teacher]} "
+                              "need a teacher, but this network has none")
+        self.model, self.objective, self.uses_clinical = model, objective, uses_clinical
+        self.modules = nn.ModuleDict({"model": model, "objective": objective})
 
     def _forward(self, batch):
-        if self.uses_clinical:
-            return self.model(batch["images"], batch["clinical"])
-        return self.model(batch["images"])
+        return self.model(batch["images"], batch["clinical"]) if self.uses_clinical else self.model(batch["images"])
 
-    def trainable_parameters(self):
+    def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.model.parameters())
 
     def train_mode(self) -> None:
         self.model.train()
 
-    def loss(self, batch):
-        out = self._forward(batch)
-        focal = self.focal(out.logits, batch["labels"])
-        terms = {"focal": focal.item()}
-        total = focal
-        aux = _auxiliary_logits(self.model, out)
-        if aux:
-            aux_loss = torch.stack([self.focal(a, batch["labels"]) for a in aux]).mean()
-            total = total + getattr(self.model, "aux_weight", 1.0) * aux_loss
-            terms["stagewise"] = aux_loss.item()
-        terms["loss"] = total.item()
-        return total, terms
+    def loss(self, batch) -> tuple[Tensor, dict[str, float]]:
+        step = Step(batch["labels"], self._forward(batch), clinical=batch.get("clinical"))
+        total, parts = self.objective(step)
+        return total, {**parts, "loss": total.item()}
 
-    def logits(self, batch):
+    def logits(self, batch) -> Tensor:
         return self._forward(batch).logits
 
 
 class DistillationTask:
-    """A student (images only) learning from labels and from a teacher that also saw the clinical vector."""
+    """A student (images only) learning from labels and from a teacher that also sees the clinical vector.
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, spec: MethodSpec, focal: FocalLoss,
-                 cfg: DistillConfig):
-        self.student, self.teacher, self.spec, self.focal, self.cfg = student, teacher, spec, focal, cfg
-        self.modules = nn.ModuleDict({"model": student, "teacher": teacher})
-        self.class_kd = ClassDistillationLoss(temperature=cfg.temperature)
-        self.feature_kd = FeatureDistillationLoss(beta1=cfg.beta1, temperature=cfg.feature_temperature)
-        self.similarity = SimilarityPreservingLoss()
-        if not cfg.joint:
-            for p in teacher.parameters():
-                p.requires_grad_(False)
+    `mode="offline"`: the teacher is frozen and stays in eval mode (its BatchNorm statistics are those it was
+    selected with). `mode="joint"`: the teacher is trained in the same run with `teacher_objective` added.
+    """
 
-    def trainable_parameters(self):
+    def __init__(self, student: nn.Module, teacher: nn.Module, objective: WeightedSum, *, mode: str,
+                 teacher_objective: WeightedSum | None = None):
+        if mode not in DISTILLATION_MODES:
+            raise ConfigError(f"config mvi.distillation.mode = {mode!r}: expected one of {DISTILLATION_MODES}")
+        if mode == "joint" and teacher_objective is None:
+            raise ValueError("joint distillation needs the teacher's objective")
+        self.student, self.teacher, self.objective, self.mode = student, teacher, objective, mode
+        self.teacher_objective = teacher_objective if mode == "joint" else None
+        modules = {"model": student, "teacher": teacher, "objective": objective}
+        if self.teacher_objective is not None:
+            modules["teacher_objective"] = self.teacher_objective
+        self.modules = nn.ModuleDict(modules)
+        for p in teacher.parameters():
+            p.requires_grad_(mode == "joint")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
         params = list(self.student.parameters())
-        if self.cfg.joint:
+        if self.mode == "joint":
             params += list(self.teacher.parameters())
         return params
 
     def train_mode(self) -> None:
         self.student.train()
-        # A frozen teacher stays in eval mode: its BatchNorm statistics are the ones it was selected with.
-        self.teacher.train(self.cfg.joint)
+        self.teacher.train(self.mode == "joint")
 
-    def loss(self, batch):
-        # joint: the teacher learns from its own L_T only; the distillation terms see it detached (the losses'
-        # default), so the student cannot pull the teacher towards itself.
+    def loss(self, batch) -> tuple[Tensor, dict[str, float]]:
         out_s = self.student(batch["images"])
-        with torch.set_grad_enabled(self.cfg.joint):
+        with torch.set_grad_enabled(self.mode == "joint"):
             out_t = self.teacher(batch["images"], batch["clinical"])
-        total = self.focal(out_s.logits, batch["labels"])
-        terms = {"focal": total.item()}
-        if self.cfg.joint:
-            l_t = self.focal(out_t.logits, batch["labels"])
-            total = total + l_t
-            terms["teacher_focal"] = l_t.item()
-        if self.spec.class_kd:
-            kd = self.class_kd(out_s.logits, out_t.logits)
-            total = total + self.cfg.class_weight * kd
-            terms["class_kd"] = kd.item()
-        if self.spec.feature_kd:
-            fkd = self.feature_kd(out_s.features, out_t.features)
-            total = total + self.cfg.feature_weight * fkd
-            terms["feature_kd"] = fkd.item()
-        if self.spec.similarity_kd:
-            sp = self.similarity(out_s.features["fused"], out_t.features["fused"])
-            total = total + self.cfg.sp_weight * sp
-            terms["sp_kd"] = sp.item()
-        terms["loss"] = total.item()
-        return total, terms
+        total, parts = self.objective(Step(batch["labels"], out_s, teacher=out_t, clinical=batch["clinical"]))
+        if self.teacher_objective is not None:
+            t_total, t_parts = self.teacher_objective(Step(batch["labels"], out_t, clinical=batch["clinical"]))
+            total, parts = total + t_total, {**parts, **t_parts}
+        return total, {**parts, "loss": total.item()}
 
-    def logits(self, batch):
+    def logits(self, batch) -> Tensor:
         return self.student(batch["images"]).logits

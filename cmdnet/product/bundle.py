@@ -37,11 +37,12 @@ from torch import nn
 
 from cmdnet import __version__
 from cmdnet.errors import BundleError
+from cmdnet.labels import MVI_CLASSES
 from cmdnet.data.roi import RoiParams
 
 FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
-CLASSES = ("M0", "M1", "M2")
+CLASSES = MVI_CLASSES
 STRATEGIES = ("fold_ensemble",)
 # Keys of a fold model's payload that a bundle member keeps; `train_ids`/`val_ids` (patient ids) are dropped.
 _MEMBER_KEYS = ("builder", "kwargs", "state_dict", "phases", "kind", "name", "fold", "best_epoch", "cmdnet_version")

@@ -96,14 +96,16 @@ def sidecar_path(out_path: str | Path) -> Path:
 
 
 def convert_series(dicom_dir: str | Path, out_path: str | Path, *, series_uid: str | None = None,
-                   patient: str | None = None, phase: str | None = None) -> dict[str, Any]:
-    """Convert one series to `out_path` (NIfTI) and its sidecar `sidecar_path(out_path)`, both atomically.
+                   patient: str | None = None, phase: str | None = None,
+                   out_sidecar: str | Path | None = None) -> dict[str, Any]:
+    """Convert one series to `out_path` (NIfTI) and its sidecar (`out_sidecar`, by default
+    `sidecar_path(out_path)`), both atomically.
 
     Returns the sidecar: acquisition parameters from an allow-list (`SIDECAR_ATTRIBUTES`), the chosen
     SeriesInstanceUID's digest, `n_files`, and the output grid `size` (x, y, z), `spacing` (mm), `origin` (mm),
     `direction` (row-major 3x3), `orientation` ("LPS"). No identifying attribute is ever copied.
     """
-    json_path = sidecar_path(out_path)
+    json_path = Path(out_sidecar) if out_sidecar is not None else sidecar_path(out_path)
     image, uid, headers, stack = _load(dicom_dir, series_uid, patient, phase)
     sidecar = _sidecar(image, uid, headers, stack)
     text = json.dumps(sidecar, indent=2) + "\n"

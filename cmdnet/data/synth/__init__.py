@@ -7,7 +7,7 @@ The generative model (what each label changes, and how strongly) is documented i
 """
 
 from cmdnet.data.synth.cohort import PatientPlan, plan_cohort, render_phase, write_cohort
-from cmdnet.data.synth.params import MVI_CLASSES, PHASES, SynthParams, exact_counts, patient_ids
+from cmdnet.data.synth.params import PHASES, SynthParams, exact_counts, patient_ids
 
-__all__ = ["MVI_CLASSES", "PHASES", "PatientPlan", "SynthParams", "exact_counts", "patient_ids", "plan_cohort",
+__all__ = ["PHASES", "PatientPlan", "SynthParams", "exact_counts", "patient_ids", "plan_cohort",
            "render_phase", "write_cohort"]

@@ -29,7 +29,8 @@ from cmdnet.data.synth.clinical import clinical_dictionary, clinical_sheet, clin
 from cmdnet.data.synth.dicom_writer import series_ids, write_series
 from cmdnet.data.synth.geometry import Grid, phase_grid, sample_acquisition
 from cmdnet.data.synth.identity import FakeIdentity, fake_identity
-from cmdnet.data.synth.params import MVI_CLASSES, ORIENTATIONS, PHASES, SLICE_ORDERS, SynthParams, exact_counts, patient_ids
+from cmdnet.labels import MVI_CLASSES
+from cmdnet.data.synth.params import ORIENTATIONS, PHASES, SLICE_ORDERS, SynthParams, exact_counts, patient_ids
 from cmdnet.data.synth.phantom import Anatomy, render, sample_anatomy
 
 # purposes of the seeded random streams

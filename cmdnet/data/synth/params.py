@@ -12,9 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cmdnet.config import default_field, parse_section
 from cmdnet.errors import InputError
-
-MVI_CLASSES = ("M0", "M1", "M2")
 PHASES = ("PRE", "HBP", "AP")
 ORIENTATIONS = ("axial", "row_flipped", "rotated", "oblique")
 SLICE_ORDERS = ("ascending", "descending", "shuffled")
@@ -50,13 +49,13 @@ class SynthParams:
         slice_order_weights: shares of (ascending, descending, shuffled) instance/file order; exact counts.
     """
 
-    n_patients: int = 80
-    seed: int = 0
+    n_patients: int = default_field("synthetic.n_patients")
+    seed: int = default_field("synthetic.seed")
     mvi_prevalence: tuple[float, float, float] = (128, 93, 49)
     grade_high_given_mvi: tuple[float, float, float] = (0.35, 0.55, 0.75)
     edmondson_fraction: float = 0.25
     clinical_signal: float = 1.0
-    image_signal: float = 0.6
+    image_signal: float = default_field("synthetic.image_signal")
     missing_rate: float = 0.08
     pixel_spacing_mm: tuple[float, float] = (2.5, 3.5)
     fov_mm: tuple[float, float] = (220.0, 300.0)
@@ -109,13 +108,8 @@ class SynthParams:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SynthParams":
-        """Build from a config mapping; an unknown key is an error that names the key."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown synthetic cohort parameter(s) {', '.join(map(repr, unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
-        return cls(**dict(values))
+        """Build from the `synthetic` config section; an unknown key is an error that names the key."""
+        return parse_section(cls, values, "synthetic")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

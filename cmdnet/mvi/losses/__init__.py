@@ -1,37 +1,24 @@
-"""Losses of CMD-Net: focal loss (L_T^s, L_S^s of Eq. 6) and the distillation losses (Eqs. 4, 5, SP).
+"""Losses of CMD-Net: the focal loss (L_T^s, L_S^s of Eq. 6), the distillation losses (Eqs. 4, 5; Tung & Mori's
+similarity-preserving loss), and their named-term wrappers (`terms.LOSS_TERMS`) that objectives are built from.
 
-`build_loss(name, **kwargs)` assembles a loss by registry name (as `cmdnet.mvi.models.build_model`).
+Every module of this package is imported here, so a new loss module's `@loss_term` classes register themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from torch import nn
+import importlib
+import pkgutil
 
 from cmdnet.mvi.losses.distillation import (
     ClassDistillationLoss, FeatureDistillationLoss, HintonKDLoss, SimilarityPreservingLoss,
 )
 from cmdnet.mvi.losses.focal import FocalLoss, class_balanced_alpha
+from cmdnet.mvi.losses.terms import LOSS_TERMS, LossTerm, Step, TermContext, loss_term
 
-LOSS_REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "focal": FocalLoss,
-    "class_kd": ClassDistillationLoss,
-    "feature_kd": FeatureDistillationLoss,
-    "sp": SimilarityPreservingLoss,
-}
-
-
-def build_loss(name: str, **kwargs) -> nn.Module:
-    """The loss registered as `name`, constructed with `kwargs`. Unknown name -> ValueError listing names."""
-    try:
-        factory = LOSS_REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSS_REGISTRY))}") from None
-    return factory(**kwargs)
-
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "ClassDistillationLoss", "FeatureDistillationLoss", "FocalLoss", "HintonKDLoss", "LOSS_REGISTRY",
-    "SimilarityPreservingLoss", "build_loss", "class_balanced_alpha",
+    "ClassDistillationLoss", "FeatureDistillationLoss", "FocalLoss", "HintonKDLoss", "LOSS_TERMS", "LossTerm",
+    "SimilarityPreservingLoss", "Step", "TermContext", "class_balanced_alpha", "loss_term",
 ]

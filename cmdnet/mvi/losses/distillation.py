@@ -8,12 +8,16 @@ trained jointly and the teacher should also be pulled towards the student.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cmdnet.mvi.losses._reduce import Reduction, check_logits, check_reduction, reduce
+from cmdnet.mvi.losses.terms import LossTerm, NoSettings, Step, TermContext, loss_term
 
 DISTILLED_PHASES: tuple[str, str] = ("hbp", "pre")
 
@@ -152,3 +156,84 @@ class SimilarityPreservingLoss(nn.Module):
         if self.reduction == "sum":
             return diff.sum()
         return diff
+
+
+def _teacher_output(step: Step, term: str):
+    if step.teacher is None:
+        raise ValueError(f"{term}: this step has no teacher output (the term belongs to a distilled method)")
+    return step.teacher
+
+
+@dataclass(frozen=True)
+class ClassKDSettings:
+    temperature: float
+
+
+@loss_term
+class ClassKDTerm(LossTerm):
+    """`class_kd`: class-level distillation (Eq. 4; Hinton et al. 2015 with a temperature), see
+    `ClassDistillationLoss`. Eq. 4 has no temperature: CMD-Net's objective sets `temperature: 1`, KD_ours
+    keeps Hinton's softened targets."""
+
+    name = "class_kd"
+    needs_teacher = True
+    Settings = ClassKDSettings
+
+    def __init__(self, settings: ClassKDSettings, context: TermContext):
+        super().__init__()
+        self.loss = ClassDistillationLoss(temperature=settings.temperature)
+
+    def forward(self, step: Step) -> Tensor:
+        return self.loss(step.output.logits, _teacher_output(step, self.name).logits)
+
+
+@dataclass(frozen=True)
+class FeatureKDSettings:
+    beta1: float
+    temperature: float
+
+
+@loss_term
+class FeatureKDTerm(LossTerm):
+    """`feature_kd`: feature-level distillation of the encoders' Z vectors (Eq. 5), see `FeatureDistillationLoss`."""
+
+    name = "feature_kd"
+    needs_teacher = True
+    Settings = FeatureKDSettings
+
+    def __init__(self, settings: FeatureKDSettings, context: TermContext):
+        super().__init__()
+        self.loss = FeatureDistillationLoss(beta1=settings.beta1, temperature=settings.temperature)
+
+    def forward(self, step: Step) -> Tensor:
+        return self.loss(step.output.features, _teacher_output(step, self.name).features)
+
+
+STAGE_KEY = re.compile(r"[a-z]+_stage\d+")
+
+
+@loss_term
+class SimilarityKDTerm(LossTerm):
+    """`sp_kd`: similarity-preserving distillation (Tung & Mori 2019, Eq. 4 of their paper) summed over the
+    activation maps at the ends of the encoders' stages (`features["<phase>_stage<k>"]`, every phase and stage the
+    student and teacher share):
+
+        L_SP = sum_l (1/b^2) || G~_t^(l) - G~_s^(l) ||_F^2
+
+    Tung & Mori weight it by gamma = 3000 (their CIFAR operating point, also RepDistiller's): the weight in the
+    config."""
+
+    name = "sp_kd"
+    needs_teacher = True
+
+    def __init__(self, settings: NoSettings, context: TermContext):
+        super().__init__()
+        self.loss = SimilarityPreservingLoss()
+
+    def forward(self, step: Step) -> Tensor:
+        teacher = _teacher_output(step, self.name).features
+        keys = sorted(k for k in step.output.features if STAGE_KEY.fullmatch(k))
+        if not keys or any(k not in teacher for k in keys):
+            raise ValueError(f"sp_kd: student stage maps {keys} and teacher stage maps "
+                             f"{sorted(k for k in teacher if STAGE_KEY.fullmatch(k))} do not pair up")
+        return torch.stack([self.loss(step.output.features[k], teacher[k]) for k in keys]).sum()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cmdnet.mvi.losses._reduce import Reduction, check_logits, check_reduction, reduce
+from cmdnet.mvi.losses.terms import LossTerm, NoSettings, Step, TermContext, loss_term
 
 
 class FocalLoss(nn.Module):
@@ -102,3 +103,37 @@ def class_balanced_alpha(labels: Sequence[int] | np.ndarray | Tensor, n_classes:
     inv = 1.0 / counts.astype(np.float64)
     inv = inv / inv.mean() if normalise == "mean" else inv / inv.sum()
     return torch.as_tensor(inv, dtype=torch.float32)
+
+
+@loss_term
+class FocalTerm(LossTerm):
+    """`focal`: the supervised loss of the network being trained (L_S^s of a student, L_T^s of a teacher; Eq. 6),
+    a `FocalLoss` with `mvi.training.focal_gamma` and per-class `alpha` = `mvi.training.focal_alpha`, or the
+    inverse class frequencies of the training fold when that is null."""
+
+    name = "focal"
+
+    def __init__(self, settings: NoSettings, context: TermContext):
+        super().__init__()
+        cfg = context.training
+        alpha = (cfg.focal_alpha if cfg.focal_alpha is not None
+                 else class_balanced_alpha(context.train_labels, context.n_classes))
+        self.loss = FocalLoss(gamma=cfg.focal_gamma, alpha=alpha)
+
+    def forward(self, step: Step) -> Tensor:
+        return self.loss(step.output.logits, step.labels)
+
+
+@loss_term
+class AuxiliaryFocalTerm(FocalTerm):
+    """`aux_focal`: the same focal loss on every auxiliary head of the output (`features["aux_logits_<name>"]`,
+    e.g. Concat_2S's per-phase classifiers), averaged over the heads."""
+
+    name = "aux_focal"
+    PREFIX = "aux_logits_"
+
+    def forward(self, step: Step) -> Tensor:
+        heads = [v for k, v in sorted(step.output.features.items()) if k.startswith(self.PREFIX)]
+        if not heads:
+            raise ValueError("aux_focal: the network has no auxiliary heads (features 'aux_logits_*')")
+        return torch.stack([self.loss(h, step.labels) for h in heads]).mean()

@@ -20,7 +20,9 @@ Reading of the paper used here (choices the paper leaves open are marked "choice
   `[X_hat, Y_hat]`, then two FC layers (`2*feature_dim -> head_hidden -> n_classes`, ReLU and dropout
   between). Student: one MRI-only module per phase, CA, concatenation, one FC layer (as the paper).
 - `features["hbp"]`, `features["pre"]` hold Z before CA (the outputs of the encoders, distilled by Eq. 5);
-  `features["fused"]` holds the concatenation fed to the head (after CA).
+  `features["fused"]` holds the concatenation fed to the head (after CA); `features["<phase>_stage<k>"]` the
+  output maps of block k (k = 1..4; for the teacher after the clinical scaling), the ends of the stages that
+  similarity-preserving distillation compares.
 - With one phase (ablations w/o-hbp, w/o-pre) there is no CA and `fused` is that phase's Z.
 """
 
@@ -73,22 +75,32 @@ class MRIEncoder(nn.Module):
             if isinstance(m, nn.Conv3d):  # the signal ~1/sqrt(3) per layer, i.e. ~50x over the 9 convs
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def feature_maps(self, x: Tensor, channel_scales: Sequence[Tensor] | None = None) -> Tensor:
+    def stage_maps(self, x: Tensor, channel_scales: Sequence[Tensor] | None = None) -> list[Tensor]:
+        """The four blocks' output maps (after the channel scaling, when given): the ends of the stages."""
         if x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ValueError(f"encoder input must be (B, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}")
         if channel_scales is not None and len(channel_scales) != len(self.blocks):
             raise ValueError(f"need {len(self.blocks)} channel scale vectors, got {len(channel_scales)}")
+        stages = []
         for k, block in enumerate(self.blocks):
             if k > 0:
                 x = pool_where_possible(x)
             x = block(x)
             if channel_scales is not None:
                 x = x * channel_scales[k][:, :, None, None, None]
-        return self.final_conv(x)
+            stages.append(x)
+        return stages
+
+    def feature_maps(self, x: Tensor, channel_scales: Sequence[Tensor] | None = None) -> Tensor:
+        return self.final_conv(self.stage_maps(x, channel_scales)[-1])
+
+    def encode(self, x: Tensor, channel_scales: Sequence[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """`(Z (B, feature_dim), the stage maps)`."""
+        stages = self.stage_maps(x, channel_scales)
+        return self.fc(self.final_conv(stages[-1]).mean(dim=(2, 3, 4))), stages
 
     def forward(self, x: Tensor, channel_scales: Sequence[Tensor] | None = None) -> Tensor:
-        maps = self.feature_maps(x, channel_scales)
-        return self.fc(maps.mean(dim=(2, 3, 4)))
+        return self.encode(x, channel_scales)[0]
 
 
 class ClinicalScales(nn.Module):
@@ -147,13 +159,27 @@ class MRIClinicalFusionEncoder(nn.Module):
         self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale)
         self.feature_dim = feature_dim
 
-    def forward(self, x: Tensor, clinical: Tensor) -> Tensor:
+    def encode(self, x: Tensor, clinical: Tensor) -> tuple[Tensor, list[Tensor]]:
         clinical = check_clinical(clinical, self.clinical.n_clinical, x.shape[0])
-        return self.image(x, self.clinical(clinical))
+        return self.image.encode(x, self.clinical(clinical))
+
+    def forward(self, x: Tensor, clinical: Tensor) -> Tensor:
+        return self.encode(x, clinical)[0]
 
 
 def _phase_key(phase: str) -> str:
     return phase.lower()
+
+
+def _encode_phases(phases: Sequence[str], encoders: nn.ModuleDict, images: Tensor, *clinical: Tensor
+                   ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Z per phase `{"hbp": ..., "pre": ...}` and the stage maps `{"hbp_stage1": ..., ...}`."""
+    z, stages = {}, {}
+    for i, phase in enumerate(phases):
+        key = _phase_key(phase)
+        z[key], maps = encoders[key].encode(images[:, i:i + 1], *clinical)
+        stages.update({f"{key}_stage{k}": m for k, m in enumerate(maps, start=1)})
+    return z, stages
 
 
 def _fuse(z: Mapping[str, Tensor], ca: CrossAttention | None) -> Tensor:
@@ -198,10 +224,9 @@ class Teacher(nn.Module):
     def forward(self, images: Tensor, clinical: Tensor | None = None) -> ModelOutput:
         check_images(images, len(self.phases), self.in_shape_zyx)
         clinical = check_clinical(clinical, self.n_clinical, images.shape[0])
-        z = {_phase_key(p): self.encoders[_phase_key(p)](images[:, i:i + 1], clinical)
-             for i, p in enumerate(self.phases)}
+        z, stages = _encode_phases(self.phases, self.encoders, images, clinical)
         fused = _fuse(z, self.ca)
-        return ModelOutput(self.head(fused), {**z, "fused": fused})
+        return ModelOutput(self.head(fused), {**z, "fused": fused, **stages})
 
 
 class Student(nn.Module):
@@ -230,6 +255,6 @@ class Student(nn.Module):
     def forward(self, images: Tensor, clinical: None = None) -> ModelOutput:
         reject_clinical(self, clinical)
         check_images(images, len(self.phases), self.in_shape_zyx)
-        z = {_phase_key(p): self.encoders[_phase_key(p)](images[:, i:i + 1]) for i, p in enumerate(self.phases)}
+        z, stages = _encode_phases(self.phases, self.encoders, images)
         fused = _fuse(z, self.ca)
-        return ModelOutput(self.head(fused), {**z, "fused": fused})
+        return ModelOutput(self.head(fused), {**z, "fused": fused, **stages})

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cmdnet.config import default_field, parse_section
+
 
 @dataclass
 class FoldArrays:
@@ -61,16 +63,13 @@ class Augmentation:
     position in the crop, not a voxel grid; a common transform keeps them consistent).
     """
 
-    flip: bool = True
-    rotate_deg: float = 10.0
-    intensity_jitter: float = 0.1
+    flip: bool = default_field("mvi.training.augmentation.flip")
+    rotate_deg: float = default_field("mvi.training.augmentation.rotate_deg")
+    intensity_jitter: float = default_field("mvi.training.augmentation.intensity_jitter")
 
     @classmethod
     def from_dict(cls, d: dict) -> "Augmentation":
-        unknown = set(d) - {"flip", "rotate_deg", "intensity_jitter"}
-        if unknown:
-            raise ValueError(f"unknown augmentation keys: {sorted(unknown)}")
-        return cls(**d)
+        return parse_section(cls, d, "mvi.training.augmentation")
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b = images.shape[0]

@@ -1,13 +1,18 @@
 """One fold of the MVI experiment: train a teacher or a method, and predict the held-out fold.
 
-Fold isolation, stated once: for test fold k, the training patients are every patient not in fold k; the
-inner validation split (model selection) is drawn from them; the clinical imputer/scaler is fitted on them;
-the teacher a student learns from was trained on exactly the same training patients. Test patients are
-only ever passed to `predict_fold`.
+Fold isolation, stated once: a test fold is one (repeat, fold) of the folds table; its training patients are every
+other patient of that repeat; the inner validation split (model selection) is drawn from them; the clinical
+imputer/scaler is fitted on them; the teacher a student learns from was trained on exactly the same training
+patients. Test patients are only ever passed to `predict_fold`.
 
-A model file (`model.pt`) holds plain data only (loadable with `weights_only=True`): the registry name and
-keyword arguments to rebuild the network, its weights, the phases, the fitted clinical preprocessor (teachers),
-the fold's patient lists and the cmdnet version.
+`settings` is what the workflow passes for one teacher or method (`mvi_training_params` in `rules/common.smk`):
+`model`, `training` (the `mvi` config sections with that name's overrides merged in), `objective` (its terms),
+`teacher_objective` (the teacher's terms, for joint distillation), `distillation` (`mode`), `seed`,
+`inner_fraction` and `phases`.
+
+A model file (`model.pt`) holds plain data only (loadable with `weights_only=True`): the registry name and keyword
+arguments to rebuild the network, its weights, the phases, the fitted clinical preprocessor (teachers), the fold's
+patient lists, the selected epoch's inner-validation probabilities and the cmdnet version.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -25,13 +30,19 @@ import torch
 from cmdnet import __version__
 from cmdnet.atomic import atomic_path
 from cmdnet.data.clinical import ClinicalPreprocessor, load_dictionary
+from cmdnet.data.datasets import load_dataset
 from cmdnet.data.folds import fold_split, inner_validation_split
-from cmdnet.mvi.losses import FocalLoss, class_balanced_alpha
-from cmdnet.mvi.methods import MethodSpec, TeacherSpec, method as method_spec, phase_indices, teacher as teacher_spec
+from cmdnet.device import resolve_device
+from cmdnet.labels import MVI_CLASSES, outcome
+from cmdnet.mvi.losses.terms import TermContext
+from cmdnet.mvi.methods import TeacherSpec, method_spec, phase_indices, teacher_spec
 from cmdnet.mvi.models import build_model
+from cmdnet.mvi.objective import DistillationTask, SupervisedTask, build_objective
 from cmdnet.mvi.training.data import FoldArrays
-from cmdnet.mvi.training.loop import N_CLASSES, TrainConfig, fit, predict_probs, resolve_device
-from cmdnet.mvi.objective import DistillConfig, DistillationTask, SupervisedTask
+from cmdnet.mvi.training.loop import TrainConfig, fit, predict_probs
+from cmdnet.seeds import derive_seed
+
+PROB_COLUMNS = [f"prob_{c}" for c in range(len(MVI_CLASSES))]
 
 
 @dataclass
@@ -52,33 +63,37 @@ class MviData:
         labels = np.array(self.labels.loc[ids], dtype=np.int64)
         return FoldArrays(images, labels, list(ids), clinical)
 
-
-def load_mvi_data(dataset_path: str | Path, labels_path: str | Path, phases: list[str], *,
-                  clinical_path: str | Path | None = None, dictionary_path: str | Path | None = None) -> MviData:
-    with np.load(dataset_path, allow_pickle=False) as d:
-        images = d["images"].astype(np.float32, copy=False)
-        ids = [str(p) for p in d["patient_id"]]
-    table = pd.read_parquet(labels_path).set_index("patient_id")
-    labels = table.loc[ids, "mvi"]
-    if labels.isna().any():
-        missing = labels[labels.isna()].index.tolist()
-        raise ValueError(f"patients without an MVI label in {labels_path}: {missing[:10]}")
-    clinical = pd.read_parquet(clinical_path).set_index("patient_id") if clinical_path else None
-    dictionary = load_dictionary(dictionary_path) if dictionary_path else None
-    return MviData(images, tuple(phases), ids, labels.astype(int), clinical, dictionary)
+    def clinical_of(self, ids: list[str], preprocessor: ClinicalPreprocessor) -> np.ndarray:
+        if self.clinical is None:
+            raise ValueError("this job needs the cleaned clinical table, but none was given")
+        return preprocessor.transform(self.clinical.loc[ids].reset_index())
 
 
-def model_kwargs(model_cfg: dict, phases: tuple[str, ...], in_shape_zyx: tuple[int, ...], *,
-                 use_ca: bool, cmdnet_module: bool, n_clinical: int | None = None) -> dict:
-    """Keyword arguments for `build_model` from the `mvi.model` config section."""
-    kwargs = {"in_shape_zyx": list(in_shape_zyx), "phases": list(phases), "width": model_cfg["width"],
-              "feature_dim": model_cfg["feature_dim"], "norm": model_cfg["norm"]}
-    if cmdnet_module:
-        kwargs["use_ca"] = use_ca
-        kwargs["ca_kwargs"] = dict(model_cfg.get("cross_attention", {}))
-    if n_clinical is not None:
-        kwargs["n_clinical"] = n_clinical
-    return kwargs
+def load_mvi_data(dataset: str | Path, labels: str | Path, phases: list[str], *,
+                  clinical: str | Path | None = None, dictionary: str | Path | None = None) -> MviData:
+    data = load_dataset(dataset)
+    ids = [str(p) for p in data["patient_id"]]
+    table = pd.read_parquet(clinical).astype({"patient_id": str}).set_index("patient_id") if clinical else None
+    return MviData(data["images"].astype(np.float32, copy=False), tuple(phases), ids, outcome(labels, "mvi", ids),
+                   table, load_dictionary(dictionary) if dictionary else None)
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    train: list[str]      # the outer training patients of the test fold
+    test: list[str]
+    fit: list[str]        # the part of `train` the weights are fitted on
+    val: list[str]        # the inner validation split (selection), drawn from `train`
+
+
+def split_fold(folds: pd.DataFrame, repeat: int, fold: int, labels: pd.Series, inner_fraction: float,
+               seed: int) -> FoldSplit:
+    """The patients of one test fold. The inner split depends on (seed, repeat, fold) only, so every method and
+    teacher of a test fold selects on the same validation patients."""
+    train, test = fold_split(folds, fold, repeat=repeat)
+    fit_ids, val_ids = inner_validation_split(train, labels.loc[train], inner_fraction,
+                                              derive_seed(seed, "inner-split", repeat, fold))
+    return FoldSplit(train, test, fit_ids, val_ids)
 
 
 def fingerprint(*parts) -> str:
@@ -97,15 +112,29 @@ def arrays_digest(*arrays: FoldArrays) -> str:
     return h.hexdigest()[:16]
 
 
-def _split(folds: pd.DataFrame, fold: int, labels: pd.Series, inner_fraction: float, seed: int):
-    train_ids, test_ids = fold_split(folds, fold)
-    fit_ids, val_ids = inner_validation_split(train_ids, labels.loc[train_ids], inner_fraction, seed + fold)
-    return train_ids, test_ids, fit_ids, val_ids
+def model_kwargs(model_cfg: dict, phases: tuple[str, ...], in_shape_zyx: tuple[int, ...], *, builder: str,
+                 use_ca: bool, n_clinical: int | None = None) -> dict:
+    """Keyword arguments for `build_model` from the `mvi.model` config section."""
+    kwargs = {"in_shape_zyx": list(in_shape_zyx), "phases": list(phases), "width": model_cfg["width"],
+              "feature_dim": model_cfg["feature_dim"], "norm": model_cfg["norm"]}
+    if builder in ("student", "teacher"):
+        kwargs["use_ca"] = use_ca
+        kwargs["ca_kwargs"] = dict(model_cfg.get("cross_attention", {}))
+    if n_clinical is not None:
+        kwargs["n_clinical"] = n_clinical
+    return kwargs
 
 
-def _focal(cfg: TrainConfig, labels: np.ndarray) -> FocalLoss:
-    alpha = cfg.focal_alpha if cfg.focal_alpha is not None else class_balanced_alpha(labels, N_CLASSES)
-    return FocalLoss(gamma=cfg.focal_gamma, alpha=alpha)
+def _build(builder: str, kwargs: dict, seed: int) -> torch.nn.Module:
+    """A network initialised from its own seed (a teacher and its student never share initial weights)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(builder, **kwargs)
+
+
+def _objective(terms: dict, labels: np.ndarray, cfg: TrainConfig, where: str, prefix: str = ""):
+    context = TermContext(train_labels=labels, n_classes=len(MVI_CLASSES), training=cfg)
+    return build_objective(terms, context, where, prefix=prefix)
 
 
 def _save_model(path: Path, *, builder: str, kwargs: dict, model: torch.nn.Module, meta: dict) -> None:
@@ -129,81 +158,104 @@ def _write_history(history: pd.DataFrame, path: Path, best_epoch: int) -> None:
         history.to_csv(tmp, index=False)
 
 
-def train_teacher_fold(data: MviData, folds: pd.DataFrame, fold: int, teacher_name: str, model_cfg: dict,
-                       train_cfg: dict, *, seed: int, inner_fraction: float, out_model: Path, out_history: Path,
-                       checkpoint_path: Path | None = None, progress: Callable[[str], None] = print) -> dict:
-    """Train the teacher `teacher_name` on fold `fold`'s training patients (images + clinical)."""
+def _fold_meta(kind: str, name: str, phases, repeat: int, fold: int, split: FoldSplit, result, cfg) -> dict:
+    return {"kind": kind, "name": name, "phases": list(phases), "repeat": repeat, "fold": fold,
+            "train_ids": split.train, "val_ids": split.val, "best_epoch": result.best_epoch,
+            "val_probs": np.asarray(result.val_probs, dtype=float).tolist(),
+            "train_config": json.dumps(cfg.as_dict())}
+
+
+def _teacher_model(spec: TeacherSpec, data: MviData, settings: dict, split: FoldSplit, repeat: int, fold: int,
+                   name: str) -> tuple[torch.nn.Module, dict, ClinicalPreprocessor]:
+    """A fresh teacher for this fold and its clinical preprocessor fitted on the fold's training patients."""
     if data.clinical is None or data.dictionary is None:
         raise ValueError("a teacher needs the cleaned clinical table and the clinical dictionary")
-    spec: TeacherSpec = teacher_spec(teacher_name)
-    cfg = TrainConfig.from_dict(train_cfg)
-    train_ids, test_ids, fit_ids, val_ids = _split(folds, fold, data.labels, inner_fraction, seed)
-    preprocessor = ClinicalPreprocessor(data.dictionary).fit(data.clinical.loc[train_ids])
-    train = data.arrays(fit_ids, spec.phases, preprocessor.transform(data.clinical.loc[fit_ids]))
-    val = data.arrays(val_ids, spec.phases, preprocessor.transform(data.clinical.loc[val_ids]))
-    kwargs = model_kwargs(model_cfg, spec.phases, data.images.shape[2:], use_ca=spec.use_ca,
-                          cmdnet_module=True, n_clinical=len(preprocessor.feature_names))
-    torch.manual_seed(seed + fold)
-    model = build_model("teacher", **kwargs)
-    task = SupervisedTask(model, _focal(cfg, train.labels), uses_clinical=True)
-    label = f"[teacher {teacher_name} fold {fold}]"
-    result = fit(task, train, val, cfg, seed=seed + fold, checkpoint_path=checkpoint_path, progress=progress,
-                 label=label, fingerprint=fingerprint("teacher", teacher_name, fold, model_cfg, train_cfg, seed,
-                                                      fit_ids, val_ids, arrays_digest(train, val)))
-    meta = {"kind": "teacher", "name": teacher_name, "phases": list(spec.phases), "fold": fold,
-            "train_ids": train_ids, "val_ids": val_ids, "best_epoch": result.best_epoch,
-            "clinical_preprocessor": json.dumps(preprocessor.to_dict()), "train_config": json.dumps(cfg.as_dict())}
-    _save_model(out_model, builder="teacher", kwargs=kwargs, model=model, meta=meta)
-    _write_history(result.history, out_history, result.best_epoch)
-    if checkpoint_path is not None:
-        Path(checkpoint_path).unlink(missing_ok=True)  # done: a later run must start afresh
-    return {"best_epoch": result.best_epoch, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids)}
+    preprocessor = ClinicalPreprocessor(data.dictionary).fit(data.clinical.loc[split.train].reset_index())
+    kwargs = model_kwargs(settings["model"], spec.phases, data.images.shape[2:], builder="teacher",
+                          use_ca=spec.use_ca, n_clinical=len(preprocessor.feature_names))
+    model = _build("teacher", kwargs, derive_seed(settings["seed"], "init", name, repeat, fold))
+    return model, kwargs, preprocessor
 
 
-def _teacher_inputs(teacher_path: Path, data: MviData, fold: int, train_ids: list[str]):
-    teacher, payload = load_model(teacher_path)
-    if payload["fold"] != fold or sorted(payload["train_ids"]) != sorted(train_ids):
-        raise ValueError(f"teacher {teacher_path} was trained on other patients than fold {fold}'s training set")
-    preprocessor = ClinicalPreprocessor.from_dict(json.loads(payload["clinical_preprocessor"]))
-    return teacher, preprocessor
+def train_teacher_fold(data: MviData, folds: pd.DataFrame, name: str, repeat: int, fold: int, settings: dict, *,
+                       out_model: str | Path, out_history: str | Path, checkpoint: str | Path | None = None,
+                       progress: Callable[[str], None] = print) -> dict:
+    """Train teacher `name` (images + clinical) on one test fold's training patients, with `mvi.objectives.teacher`."""
+    spec = teacher_spec(name)
+    cfg = TrainConfig.from_dict(settings["training"])
+    split = split_fold(folds, repeat, fold, data.labels, settings["inner_fraction"], settings["seed"])
+    model, kwargs, preprocessor = _teacher_model(spec, data, settings, split, repeat, fold, name)
+    train = data.arrays(split.fit, spec.phases, data.clinical_of(split.fit, preprocessor))
+    val = data.arrays(split.val, spec.phases, data.clinical_of(split.val, preprocessor))
+    objective = _objective(settings["objective"], train.labels, cfg, f"mvi.objectives.{spec.objective}")
+    task = SupervisedTask(model, objective, uses_clinical=True)
+    result = fit(task, train, val, cfg, seed=derive_seed(settings["seed"], "loop", name, repeat, fold),
+                 checkpoint_path=checkpoint, progress=progress, label=f"[{name} repeat {repeat} fold {fold}]",
+                 fingerprint=fingerprint("teacher", name, repeat, fold, settings, split.fit, split.val,
+                                         arrays_digest(train, val)))
+    meta = {**_fold_meta("teacher", name, spec.phases, repeat, fold, split, result, cfg),
+            "clinical_preprocessor": json.dumps(preprocessor.to_dict())}
+    _save_model(Path(out_model), builder="teacher", kwargs=kwargs, model=model, meta=meta)
+    _write_history(result.history, Path(out_history), result.best_epoch)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)  # done: a later run must start afresh
+    return {"best_epoch": result.best_epoch, "n_fit": len(split.fit), "n_val": len(split.val),
+            "n_test": len(split.test)}
 
 
-def train_method_fold(data: MviData, folds: pd.DataFrame, fold: int, method_name: str, model_cfg: dict,
-                      train_cfg: dict, distill_cfg: dict, *, seed: int, inner_fraction: float, out_model: Path,
-                      out_history: Path, teacher_path: Path | None = None, checkpoint_path: Path | None = None,
-                      progress: Callable[[str], None] = print) -> dict:
-    """Train one image-only method (baseline, student, or distilled student) on fold `fold`."""
-    spec: MethodSpec = method_spec(method_name)
-    cfg = TrainConfig.from_dict(train_cfg)
-    train_ids, test_ids, fit_ids, val_ids = _split(folds, fold, data.labels, inner_fraction, seed)
-    is_cmdnet = spec.model == "student"
-    kwargs = model_kwargs(model_cfg, spec.phases, data.images.shape[2:], use_ca=spec.use_ca, cmdnet_module=is_cmdnet)
-    torch.manual_seed(seed + fold)
-    model = build_model(spec.model, **kwargs)
-    fp_parts = [method_name, fold, model_cfg, train_cfg, seed, fit_ids, val_ids]
-    if spec.teacher is None:
-        train, val = data.arrays(fit_ids, spec.phases), data.arrays(val_ids, spec.phases)
-        task = SupervisedTask(model, _focal(cfg, train.labels), uses_clinical=False)
+def _frozen_teacher(path: Path, repeat: int, fold: int, split: FoldSplit):
+    teacher, payload = load_model(path)
+    if (payload.get("repeat", 0), payload["fold"]) != (repeat, fold) or sorted(payload["train_ids"]) != split.train:
+        raise ValueError(f"teacher {path} was trained on other patients than repeat {repeat} fold {fold}'s "
+                         "training set")
+    return teacher, ClinicalPreprocessor.from_dict(json.loads(payload["clinical_preprocessor"]))
+
+
+def train_method_fold(data: MviData, folds: pd.DataFrame, name: str, repeat: int, fold: int, settings: dict, *,
+                      out_model: str | Path, out_history: str | Path, teacher: str | Path | None = None,
+                      checkpoint: str | Path | None = None, progress: Callable[[str], None] = print) -> dict:
+    """Train one image-only method (baseline, student, or distilled student) on one test fold.
+
+    A distilled method learns from the same fold's pre-trained `teacher` model file (`mvi.distillation.mode:
+    offline`), or trains a fresh teacher alongside (`joint`, no file)."""
+    spec = method_spec(name)
+    cfg = TrainConfig.from_dict(settings["training"])
+    split = split_fold(folds, repeat, fold, data.labels, settings["inner_fraction"], settings["seed"])
+    kwargs = model_kwargs(settings["model"], spec.phases, data.images.shape[2:], builder=spec.model,
+                          use_ca=spec.use_ca)
+    model = _build(spec.model, kwargs, derive_seed(settings["seed"], "init", name, repeat, fold))
+    fp_parts: list[Any] = [name, repeat, fold, settings, split.fit, split.val]
+    where = f"mvi.objectives.{spec.objective}"
+    if not spec.distilled:
+        train, val = data.arrays(split.fit, spec.phases), data.arrays(split.val, spec.phases)
+        task = SupervisedTask(model, _objective(settings["objective"], train.labels, cfg, where), uses_clinical=False)
     else:
-        if teacher_path is None:
-            raise ValueError(f"method {method_name} distils from teacher {spec.teacher}: give its model file")
-        teacher, preprocessor = _teacher_inputs(Path(teacher_path), data, fold, train_ids)
-        train = data.arrays(fit_ids, spec.phases, preprocessor.transform(data.clinical.loc[fit_ids]))
-        val = data.arrays(val_ids, spec.phases)
-        task = DistillationTask(model, teacher, spec, _focal(cfg, train.labels), DistillConfig.from_dict(distill_cfg))
-        fp_parts += [distill_cfg, hashlib.sha256(Path(teacher_path).read_bytes()).hexdigest()]
-    label = f"[{method_name} fold {fold}]"
+        mode = settings["distillation"]["mode"]
+        if mode == "joint":
+            teacher_net, _, preprocessor = _teacher_model(teacher_spec(spec.teacher), data, settings, split,
+                                                          repeat, fold, f"{spec.teacher}@{name}")
+        else:
+            if teacher is None:
+                raise ValueError(f"method {name} distils from teacher {spec.teacher}: give its model file")
+            teacher_net, preprocessor = _frozen_teacher(Path(teacher), repeat, fold, split)
+            fp_parts.append(hashlib.sha256(Path(teacher).read_bytes()).hexdigest())
+        train = data.arrays(split.fit, spec.phases, data.clinical_of(split.fit, preprocessor))
+        val = data.arrays(split.val, spec.phases)
+        objective = _objective(settings["objective"], train.labels, cfg, where)
+        teacher_objective = (_objective(settings["teacher_objective"], train.labels, cfg, "mvi.objectives.teacher",
+                                        prefix="teacher_") if mode == "joint" else None)
+        task = DistillationTask(model, teacher_net, objective, mode=mode, teacher_objective=teacher_objective)
     fp_parts.append(arrays_digest(train, val))
-    result = fit(task, train, val, cfg, seed=seed + fold, checkpoint_path=checkpoint_path, progress=progress,
-                 label=label, fingerprint=fingerprint(*fp_parts))
-    meta = {"kind": "method", "name": method_name, "phases": list(spec.phases), "fold": fold,
-            "train_ids": train_ids, "val_ids": val_ids, "best_epoch": result.best_epoch,
-            "train_config": json.dumps(cfg.as_dict())}
-    _save_model(out_model, builder=spec.model, kwargs=kwargs, model=model, meta=meta)
-    _write_history(result.history, out_history, result.best_epoch)
-    if checkpoint_path is not None:
-        Path(checkpoint_path).unlink(missing_ok=True)  # done: a later run must start afresh
-    return {"best_epoch": result.best_epoch, "n_train": len(fit_ids), "n_val": len(val_ids), "n_test": len(test_ids)}
+    result = fit(task, train, val, cfg, seed=derive_seed(settings["seed"], "loop", name, repeat, fold),
+                 checkpoint_path=checkpoint, progress=progress, label=f"[{name} repeat {repeat} fold {fold}]",
+                 fingerprint=fingerprint(*fp_parts))
+    meta = _fold_meta("method", name, spec.phases, repeat, fold, split, result, cfg)
+    _save_model(Path(out_model), builder=spec.model, kwargs=kwargs, model=model, meta=meta)
+    _write_history(result.history, Path(out_history), result.best_epoch)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)  # done: a later run must start afresh
+    return {"best_epoch": result.best_epoch, "n_fit": len(split.fit), "n_val": len(split.val),
+            "n_test": len(split.test)}
 
 
 class _EvalOnly:
@@ -218,24 +270,33 @@ class _EvalOnly:
         return (model(batch["images"], batch["clinical"]) if self.uses_clinical else model(batch["images"])).logits
 
 
-def predict_fold(model_path: str | Path, data: MviData, folds: pd.DataFrame, fold: int) -> pd.DataFrame:
-    """Out-of-fold predictions of one fold's model on that fold's test patients."""
+def _frame(ids: list[str], repeat: int, fold: int, labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    out = pd.DataFrame({"patient_id": ids, "repeat": repeat, "fold": fold, "label": labels})
+    for c, column in enumerate(PROB_COLUMNS):
+        out[column] = probs[:, c]
+    return out
+
+
+def predict_fold(model_path: str | Path, data: MviData, folds: pd.DataFrame, *, device: str = "auto",
+                 progress: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One fold model's out-of-fold predictions on its test patients, and its selected epoch's predictions on its
+    inner validation split (for choosing thresholds without the test fold). Both frames: patient_id, repeat, fold,
+    label, prob_0..prob_2."""
     model, payload = load_model(model_path)
-    if payload["fold"] != fold:
-        raise ValueError(f"{model_path} belongs to fold {payload['fold']}, not {fold}")
-    _, test_ids = fold_split(folds, fold)
+    repeat, fold = payload.get("repeat", 0), payload["fold"]
+    _, test_ids = fold_split(folds, fold, repeat=repeat)
     if set(test_ids) & set(payload["train_ids"]):
-        raise AssertionError(f"{model_path}: test patients of fold {fold} were in its training set")
+        raise AssertionError(f"{model_path}: test patients of repeat {repeat} fold {fold} were in its training set")
     phases = tuple(payload["phases"])
     clinical = None
     if payload["kind"] == "teacher":
         pre = ClinicalPreprocessor.from_dict(json.loads(payload["clinical_preprocessor"]))
-        clinical = pre.transform(data.clinical.loc[test_ids])
+        clinical = data.clinical_of(test_ids, pre)
     arrays = data.arrays(test_ids, phases, clinical)
-    device = resolve_device("auto")
-    model.to(device)
-    probs = predict_probs(_EvalOnly(model, clinical is not None), arrays.tensors(device))
-    out = pd.DataFrame({"patient_id": test_ids, "fold": fold, "label": arrays.labels})
-    for c in range(probs.shape[1]):
-        out[f"prob_{c}"] = probs[:, c]
-    return out
+    target = resolve_device(device, log=progress)
+    model.to(target)
+    probs = predict_probs(_EvalOnly(model, clinical is not None), arrays.tensors(target))
+    val_ids = list(payload["val_ids"])
+    validation = _frame(val_ids, repeat, fold, np.array(data.labels.loc[val_ids], dtype=np.int64),
+                        np.asarray(payload["val_probs"], dtype=float))
+    return _frame(test_ids, repeat, fold, arrays.labels, probs), validation

@@ -11,52 +11,48 @@ loss on a training batch and for logits on a validation batch. The loop:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
-
 from cmdnet.atomic import atomic_path
+from cmdnet.config import default_field, parse_section
+from cmdnet.device import autocast_dtype, describe_device, resolve_device
+from cmdnet.evaluation.stats.metrics import macro_ovo_auc
 from cmdnet.mvi.training.data import Augmentation, FoldArrays
-
-N_CLASSES = 3
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"               # cosine | constant (after linear warm-up)
-    warmup_epochs: int = 1
-    early_stopping_patience: int | None = None
-    selection_metric: str = "val_auc"      # val_auc | val_loss, on the inner validation split
-    focal_gamma: float = 2.0
-    focal_alpha: tuple[float, ...] | None = None
-    augmentation: dict = field(default_factory=lambda: {"flip": True, "rotate_deg": 10.0, "intensity_jitter": 0.1})
-    channels_last: bool = False
-    precision: str = "fp32"                # fp32 | bf16 (autocast; on CPUs it made training collapse: docs)
-    device: str = "auto"
+    """`mvi.training` (config.yaml owns the defaults; the schema documents each key)."""
+
+    epochs: int = default_field("mvi.training.epochs")
+    batch_size: int = default_field("mvi.training.batch_size")
+    lr: float = default_field("mvi.training.lr")
+    weight_decay: float = default_field("mvi.training.weight_decay")
+    schedule: str = default_field("mvi.training.schedule")                  # cosine | constant (after warm-up)
+    warmup_epochs: int = default_field("mvi.training.warmup_epochs")
+    early_stopping_patience: int | None = default_field("mvi.training.early_stopping_patience")
+    selection_metric: str = default_field("mvi.training.selection_metric")  # val_auc | val_loss (inner split)
+    focal_gamma: float = default_field("mvi.training.focal_gamma")
+    focal_alpha: tuple[float, ...] | None = default_field("mvi.training.focal_alpha")
+    augmentation: dict = default_field("mvi.training.augmentation")
+    channels_last: bool = default_field("mvi.training.channels_last")
+    precision: str = default_field("mvi.training.precision")                # fp32 | mixed | bf16 | fp16
+    device: str = default_field("mvi.training.device")                      # auto | cpu | cuda
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training keys: {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        if d.get("precision", "fp32") not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {d['precision']!r}")
-        if d.get("focal_alpha") is not None:
-            d["focal_alpha"] = tuple(float(a) for a in d["focal_alpha"])
-        return cls(**d)
+        cfg = parse_section(cls, d, "mvi.training")
+        if cfg.focal_alpha is not None:
+            cfg = dataclasses.replace(cfg, focal_alpha=tuple(float(a) for a in cfg.focal_alpha))
+        return cfg
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,14 +72,6 @@ class Task(Protocol):
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     def factor(epoch: int) -> float:
         if epoch < cfg.warmup_epochs:
@@ -96,11 +84,12 @@ def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def macro_ovo_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Hand & Till macro one-vs-one AUC; NaN when the split lacks a class (then selection uses the loss)."""
+def validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Macro one-vs-one AUC of the inner validation split; NaN when it lacks a class (selection then uses the
+    validation loss)."""
     if len(np.unique(labels)) < probs.shape[1]:
         return float("nan")
-    return float(roc_auc_score(labels, probs, multi_class="ovo", average="macro", labels=list(range(probs.shape[1]))))
+    return macro_ovo_auc(labels, probs)
 
 
 @dataclass
@@ -108,6 +97,7 @@ class FitResult:
     history: pd.DataFrame
     best_epoch: int
     best_state: dict
+    val_probs: np.ndarray      # the selected epoch's probabilities on the inner validation split
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -141,7 +131,10 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
     changed configuration never resumes from a stale run. `stop_after_epoch` ends the run early as a kill
     would (used to test resumption).
     """
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, log=progress)
+    where = describe_device(device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     task.modules.to(device)
     if cfg.channels_last:
         task.modules.to(memory_format=torch.channels_last_3d)
@@ -153,7 +146,7 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
     optimiser = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(cfg))
     history: list[dict] = []
-    best = {"epoch": -1, "auc": -math.inf, "loss": math.inf, "state": None}
+    best = {"epoch": -1, "auc": -math.inf, "loss": math.inf, "state": None, "val_probs": None}
     bad_epochs = 0
     start_epoch = 0
 
@@ -164,6 +157,7 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
             task.modules.load_state_dict(ckpt["modules"])
             optimiser.load_state_dict(ckpt["optimiser"])
             scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
             generator.set_state(ckpt["generator"])
             torch.set_rng_state(ckpt["torch_rng"])
             history, best, bad_epochs = ckpt["history"], ckpt["best"], ckpt["bad_epochs"]
@@ -184,11 +178,12 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
             batch["images"] = augment(batch["images"], generator)
             if cfg.channels_last:
                 batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last_3d)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 loss, terms = task.loss(batch)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v * len(rows)
             n_seen += len(rows)
@@ -198,7 +193,7 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
         val_labels = val.labels
         eps = 1e-7
         val_loss = float(-np.mean(np.log(probs[np.arange(len(val_labels)), val_labels] + eps)))
-        val_auc = macro_ovo_auc(val_labels, probs)
+        val_auc = validation_auc(val_labels, probs)
         val_acc = float(np.mean(probs.argmax(1) == val_labels))
         row = {"epoch": epoch + 1, **{f"train_{k}": v / n_seen for k, v in sums.items()},
                "val_loss": val_loss, "val_auc": val_auc, "val_accuracy": val_acc,
@@ -208,17 +203,18 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
         improved = _is_better(cfg.selection_metric, val_auc, val_loss, best)
         if improved:
             best = {"epoch": epoch + 1, "auc": val_auc, "loss": val_loss,
-                    "state": copy.deepcopy(task.modules.state_dict())}
+                    "state": copy.deepcopy(task.modules.state_dict()), "val_probs": probs}
             bad_epochs = 0
         else:
             bad_epochs += 1
         terms_text = " ".join(f"{k} {v / n_seen:.3f}" for k, v in sums.items())
-        progress(f"{label} epoch {epoch + 1}/{cfg.epochs} {terms_text} | val_loss {val_loss:.3f} "
+        progress(f"{label} [{where}] epoch {epoch + 1}/{cfg.epochs} {terms_text} | val_loss {val_loss:.3f} "
                  f"val_auc {val_auc:.3f} val_acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.1f} s)")
 
         if checkpoint_path is not None:
             state = {"fingerprint": fingerprint, "epoch": epoch, "modules": task.modules.state_dict(),
                      "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                     "scaler": scaler.state_dict(),
                      "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                      "history": history, "best": best, "bad_epochs": bad_epochs}
             with atomic_path(checkpoint_path) as tmp:
@@ -230,7 +226,7 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
             break
 
     task.modules.load_state_dict(best["state"])
-    return FitResult(pd.DataFrame(history), best["epoch"], best["state"])
+    return FitResult(pd.DataFrame(history), best["epoch"], best["state"], best["val_probs"])
 
 
 def _is_better(metric: str, auc: float, loss: float, best: dict) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmdnet.mvi.losses import FocalLoss, build_loss, class_balanced_alpha
+from cmdnet.mvi.losses import FocalLoss, class_balanced_alpha
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -94,8 +94,3 @@ def test_class_balanced_alpha_rejects_missing_class_and_bad_labels():
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         class_balanced_alpha([0, 1, 3], 3)
 
-
-def test_loss_registry():
-    assert isinstance(build_loss("focal", gamma=1.0), FocalLoss)
-    with pytest.raises(ValueError, match="unknown loss 'dice'.*focal"):
-        build_loss("dice")
