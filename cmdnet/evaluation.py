@@ -13,7 +13,7 @@ from .atomic import atomic_path
 from .methods import METHODS, method as method_spec
 from .stats.bootstrap import bootstrap_ci
 from .stats.metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, prob_columns
-from .stats.tests import pairwise_class_delong
+from .stats.paired import pairwise_class_delong
 
 MVI_CLASSES = ("M0", "M1", "M2")
 

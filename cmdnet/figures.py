@@ -20,7 +20,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from .atomic import atomic_path
 from .stats.metrics import prob_columns
-from .stats.tests import pair_score
+from .stats.paired import pair_score
 
 MVI_CLASSES = ("M0", "M1", "M2")
 

@@ -25,7 +25,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .stats.bootstrap import paired_bootstrap_macro_auc
 from .stats.metrics import prob_columns, summarise
-from .stats.tests import paired_t_over_folds
+from .stats.paired import paired_t_over_folds
 
 PM = "±"
 RIGHTARROW = "→"
