@@ -1,25 +1,28 @@
-"""Metrics, DeLong's test, bootstrap intervals, paired tests, multiplicity control, a binary endpoint's
-metrics, calibration and decision curves used by both papers' tables."""
+"""Metrics, DeLong's test, bootstrap intervals and paired tests used by both papers' tables."""
 
+from .bootstrap import bootstrap_ci, paired_bootstrap_macro_auc
+from .delong import DelongResult, delong_ci, delong_from_csv, delong_roc_test
+from .metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, summarise
+from .paired import pairwise_class_delong, paired_t_over_folds
+# corrected resampled t-test, Holm, the binary endpoint (any MVI / high grade), calibration, decision curves
 from .binary import (BINARY_ENDPOINT_COLUMNS, binary_endpoint_by_repeat, binary_endpoint_metrics, event_labels,
                      event_probability, fold_thresholds, pooled_auc_by_repeat, sensitivity_specificity,
                      summarise_over_repeats, youden_threshold)
-from .bootstrap import bootstrap_ci, paired_bootstrap_macro_auc
 from .calibration import calibration_curve_quantile, calibration_intercept, calibration_slope
+from .corrected_t import corrected_resampled_t, corrected_t_from_csv, corrected_t_over_folds
 from .curves import calibration_curves, decision_curves
 from .decision_curve import decision_curve
-from .delong import DelongResult, delong_ci, delong_from_csv, delong_roc_test
-from .metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, summarise
 from .multiplicity import holm
-from .paired import (corrected_resampled_t, corrected_t_from_csv, corrected_t_over_folds, pairwise_class_delong,
-                     paired_t_over_folds)
 
 __all__ = [
-    "BINARY_ENDPOINT_COLUMNS", "DelongResult", "binary_endpoint_by_repeat", "binary_endpoint_metrics",
-    "binary_metrics", "bootstrap_ci", "calibration_curve_quantile", "calibration_curves", "calibration_intercept",
-    "calibration_slope", "corrected_resampled_t", "corrected_t_from_csv", "corrected_t_over_folds",
-    "decision_curve", "decision_curves", "delong_ci", "delong_from_csv", "delong_roc_test", "event_labels",
-    "event_probability", "fold_thresholds", "holm", "macro_ovo_auc", "mvi_metrics", "paired_bootstrap_macro_auc",
-    "paired_t_over_folds", "pairwise_class_delong", "per_fold_metrics", "pooled_auc_by_repeat",
-    "sensitivity_specificity", "summarise", "summarise_over_repeats", "youden_threshold",
+    "DelongResult", "binary_metrics", "bootstrap_ci", "delong_ci", "delong_from_csv", "delong_roc_test",
+    "macro_ovo_auc", "mvi_metrics", "paired_bootstrap_macro_auc", "paired_t_over_folds",
+    "pairwise_class_delong", "per_fold_metrics", "summarise",
+]
+__all__ += [
+    "BINARY_ENDPOINT_COLUMNS", "binary_endpoint_by_repeat", "binary_endpoint_metrics", "calibration_curve_quantile",
+    "calibration_curves", "calibration_intercept", "calibration_slope", "corrected_resampled_t",
+    "corrected_t_from_csv", "corrected_t_over_folds", "decision_curve", "decision_curves", "event_labels",
+    "event_probability", "fold_thresholds", "holm", "pooled_auc_by_repeat", "sensitivity_specificity",
+    "summarise_over_repeats", "youden_threshold",
 ]
