@@ -68,7 +68,8 @@ def _positive_classes(positive_classes: Iterable[int] | None, n_classes: int) ->
 def youden_threshold(labels, scores) -> tuple[float, float]:
     """(threshold, J): the Youden-optimal threshold of `scores` for 0/1 `labels` (rule in the module docstring).
 
-    Positive call: score >= threshold. J = sensitivity + specificity - 1 at that threshold.
+    `scores (n,)`: event probabilities in [0, 1]. Positive call: score >= threshold. J = sensitivity +
+    specificity - 1 at that threshold; constant scores give (that score, 0): everyone called positive.
     """
     y, s = check_binary_probs(labels, scores)
     if y.all() or not y.any():
