@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 from cmdnet.atomic import atomic_path
 from cmdnet.labels import MVI_CLASSES
 from cmdnet.evaluation.stats.metrics import prob_columns
-from cmdnet.evaluation.stats.tests import pair_score
+from cmdnet.evaluation.stats.paired import pair_score
 
 
 

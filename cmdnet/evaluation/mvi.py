@@ -8,12 +8,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from cmdnet import figures, tables
+from cmdnet.evaluation import figures, tables
 from cmdnet.atomic import atomic_path
 from cmdnet.mvi.methods import METHODS, method as method_spec
 from cmdnet.evaluation.stats.bootstrap import bootstrap_ci
 from cmdnet.evaluation.stats.metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, prob_columns
-from cmdnet.evaluation.stats.tests import pairwise_class_delong
+from cmdnet.evaluation.stats.paired import pairwise_class_delong
 
 MVI_CLASSES = ("M0", "M1", "M2")
 

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from cmdnet.evaluation.stats.delong import delong_roc_test
-from cmdnet.evaluation.stats.tests import pair_score, pairwise_class_delong, paired_t_over_folds
+from cmdnet.evaluation.stats.paired import pair_score, pairwise_class_delong, paired_t_over_folds
 
 
 def test_paired_t_matches_scipy_and_hand_formula():

@@ -7,6 +7,7 @@ from itertools import combinations
 import numpy as np
 from scipy.stats import ttest_rel
 
+from cmdnet.evaluation.stats.corrected_t import corrected_resampled_t, corrected_t_from_csv, corrected_t_over_folds  # noqa: F401
 from cmdnet.evaluation.stats.delong import delong_roc_test
 from cmdnet.evaluation.stats.metrics import check_labels_probs
 
