@@ -22,8 +22,7 @@ include: "rules/final.smk"
 
 rule all:
     input:
-        mvi_tables(),
-        grade_tables(),
+        [files for outputs in (mvi_table_outputs(), grade_table_outputs()) for files in outputs.values()],
         "results/mvi/summary.csv",
         "results/grade/metrics_per_fold.csv",
         FINAL_BUNDLE,

@@ -89,12 +89,23 @@ def _cohort_row(sheet: str | Path, cohort: Mapping, patient: str, phases: Sequen
 # ---------------------------------------------------------------- cohort
 
 
-def synthetic_cohort(*, out_cohort: str, synthetic: Mapping) -> None:
+def synthetic_cohort(*, synthetic: Mapping, out_sheet: str, out_clinical_sheet: str, out_dictionary: str,
+                     out_dicom: str, out_masks: str) -> None:
+    """The built-in synthetic cohort. Its layout is fixed (docs/architecture.md): the outputs must name it."""
     from cmdnet.data.synth import SynthParams, write_cohort
+    from cmdnet.data.synth.cohort import cohort_layout
 
+    root = Path(out_sheet).parent
+    given = {"sheet": out_sheet, "clinical_sheet": out_clinical_sheet, "dictionary": out_dictionary,
+             "dicom": out_dicom, "masks": out_masks}
+    layout = cohort_layout(root)
+    wrong = {k: v for k, v in given.items() if Path(v) != layout[k]}
+    if wrong:
+        raise ValueError(f"the synthetic cohort is written as {', '.join(f'{k}={layout[k]}' for k in wrong)}, "
+                         f"not {wrong}")
     params = SynthParams.from_dict(dict(synthetic))
-    write_cohort(Path(out_cohort), params)
-    print(f"synthetic cohort of {params.n_patients} patients written to {out_cohort}")
+    write_cohort(root, params)
+    print(f"synthetic cohort of {params.n_patients} patients written to {root}")
 
 
 def cohort_labels(*, sheet: str, cohort: Mapping, phases: Sequence[str], out_labels: str) -> None:
@@ -233,18 +244,23 @@ def predict_mvi(*, dataset: str, labels: str, folds: str, models: Sequence[str],
     print(f"{sum(len(f[0]) for f in frames)} out-of-fold predictions -> {out_predictions}")
 
 
-def evaluate_mvi(*, methods: Sequence[str], teachers: Sequence[str], histories: Sequence[str],
-                 method_names: Sequence[str], teacher_names: Sequence[str], reference: str, seed: int, n_boot: int,
-                 out_summary: str, out_per_fold: str, out_delong: str, out_figures: Sequence[str],
-                 out_table1: Sequence[str] = (), out_table2: Sequence[str] = ()) -> None:
+def evaluate_mvi(*, methods: Sequence[str], teachers: Sequence[str], validation: Sequence[str],
+                 histories: Sequence[str], method_names: Sequence[str], teacher_names: Sequence[str],
+                 reference: str, seed: int, n_boot: int, out_summary: str, out_per_fold: str, out_delong: str,
+                 out_figures: Sequence[str], out_table1: Sequence[str] = (), out_table2: Sequence[str] = (),
+                 out_binary: Sequence[str] = ()) -> None:
+    """The MVI tables, summary, tests and figures. `validation` lists the methods' then the teachers'
+    inner-validation predictions, `histories` their repeat-0 fold-0 training histories, in the same order."""
     from cmdnet.evaluation.mvi import mvi_evaluation, mvi_figures
 
+    names = [*method_names, *teacher_names]
     method_files = dict(zip(method_names, methods, strict=True))
-    mvi_evaluation(method_files, dict(zip(teacher_names, teachers, strict=True)), reference=reference,
+    mvi_evaluation(method_files, dict(zip(teacher_names, teachers, strict=True)),
+                   validation_predictions=dict(zip(names, validation, strict=True)), reference=reference,
                    n_boot=n_boot, seed=seed, out_summary=out_summary, out_per_fold=out_per_fold,
-                   out_delong=out_delong, out_table1=out_table1, out_table2=out_table2)
-    mvi_figures(method_files, dict(zip([*method_names, *teacher_names], histories, strict=True)),
-                reference=reference, out_figures=out_figures)
+                   out_delong=out_delong, out_table1=out_table1, out_table2=out_table2, out_binary=out_binary)
+    mvi_figures(method_files, dict(zip(names, histories, strict=True)), reference=reference,
+                out_figures=out_figures)
 
 
 def bundle_final(*, models: Sequence[str], labels: str, method: str, strategy: str, roi: Mapping,
@@ -300,7 +316,7 @@ def train_grade_fold(*, dataset: str, labels: str, folds: str, grade: Mapping, s
 
 def evaluate_grade(*, predictions: Sequence[str], spectra: str, out_per_fold: str, out_figures: Sequence[str],
                    out_table1: Sequence[str] = (), out_table2: Sequence[str] = ()) -> None:
-    from cmdnet.evaluation.mvi import grade_evaluation
+    from cmdnet.grade.evaluate import grade_evaluation
 
     grade_evaluation(list(predictions), spectra, out_per_fold=out_per_fold, out_figures=out_figures,
                      out_table1=out_table1, out_table2=out_table2)

@@ -5,7 +5,11 @@ if SYNTHETIC:
 
     rule synthetic_cohort:
         output:
-            directory(COHORT_DIR),
+            sheet=COHORT_SHEET,
+            clinical_sheet=CLINICAL_SHEET,
+            dictionary=CLINICAL_DICTIONARY,
+            dicom=directory(f"{COHORT_DIR}/dicom"),
+            masks=directory(f"{COHORT_DIR}/masks"),
         params:
             synthetic=config["synthetic"],
         log:
@@ -20,11 +24,10 @@ if SYNTHETIC:
 
 rule cohort_labels:
     input:
-        SHEET_INPUT,
-    output:
-        "results/cohort/labels.parquet",
-    params:
         sheet=COHORT_SHEET,
+    output:
+        labels="results/cohort/labels.parquet",
+    params:
         phases=ALL_PHASES,
         cohort=config["cohort"],
     log:
@@ -39,15 +42,14 @@ rule cohort_labels:
 
 rule clean_clinical:
     input:
-        COHORT_INPUT,
         labels="results/cohort/labels.parquet",
+        clinical_sheet=CLINICAL_SHEET,
+        dictionary=CLINICAL_DICTIONARY,
     output:
         table="results/clinical/clinical_clean.parquet",
         missingness=report("results/clinical/missingness.csv", category="Data",
                            caption="../report/missingness.rst"),
     params:
-        clinical_sheet=CLINICAL_SHEET,
-        dictionary=CLINICAL_DICTIONARY,
         cohort=config["cohort"],
     log:
         "results/logs/clean_clinical.log",

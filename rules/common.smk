@@ -1,19 +1,26 @@
 # Config validation, the patient list, and the input functions shared by the rules.
+# Convention of the seam (cmdnet/stages.py): a rule's named inputs, `out_`-prefixed named outputs and params are the
+# stage's keyword arguments; unnamed inputs are dependencies only.
 import sys
 
 # The workflow imports cmdnet from its own directory; job scripts do so through workflow_scripts/cmdnet,
 # a link to ../cmdnet (Snakemake puts a script's directory on sys.path), also inside conda envs.
 sys.path.insert(0, workflow.basedir)
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from cmdnet.mvi.methods import METHODS, TEACHERS, teachers_needed, method as method_spec
+from cmdnet.config import ConfigError, deep_merge, validate as validate_config
 from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
+from cmdnet.mvi.methods import METHODS, TEACHERS, method_spec, spec as mvi_spec, teachers_needed
+from cmdnet.mvi.objective import check_objectives
 
 min_version("9.0")
 
-
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+try:
+    validate_config(config)
+    check_objectives(config["mvi"]["objectives"])
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 SYNTHETIC = config["cohort"]["sheet"] is None
 if SYNTHETIC:
@@ -21,8 +28,7 @@ if SYNTHETIC:
     COHORT_SHEET = f"{COHORT_DIR}/cohort.csv"
     CLINICAL_SHEET = f"{COHORT_DIR}/clinical.csv"
     CLINICAL_DICTIONARY = f"{COHORT_DIR}/clinical_dictionary.csv"
-    COHORT_INPUT = [COHORT_DIR]
-    SHEET_INPUT = DICTIONARY_INPUT = [COHORT_DIR]
+    IMAGE_INPUTS = [f"{COHORT_DIR}/dicom", f"{COHORT_DIR}/masks"]
     PATIENTS = synthetic_patient_ids(config["synthetic"]["n_patients"])
 else:
     from cmdnet.data.cohort import patient_ids_from_sheet
@@ -33,11 +39,7 @@ else:
     for key in ("clinical_sheet", "clinical_dictionary"):
         if not config["cohort"][key]:
             raise WorkflowError(f"config cohort.{key} is required when cohort.sheet is set")
-    COHORT_INPUT = [COHORT_SHEET, CLINICAL_SHEET, CLINICAL_DICTIONARY]
-    # Narrower inputs, so that correcting a clinical value does not redo the image stages or the image-only
-    # models, and vice versa.
-    SHEET_INPUT = [COHORT_SHEET]
-    DICTIONARY_INPUT = [CLINICAL_DICTIONARY]
+    IMAGE_INPUTS = []
     PATIENTS = patient_ids_from_sheet(COHORT_SHEET, column=config["cohort"]["columns"]["patient_id"])
 
 MVI_PHASES = list(config["mvi"]["phases"])
@@ -46,6 +48,9 @@ ALL_PHASES = list(dict.fromkeys(MVI_PHASES + [GRADE_PHASE]))
 MVI_METHODS = list(config["mvi"]["methods"])
 for _name in MVI_METHODS:
     method_spec(_name)  # unknown names fail here, with the known names listed
+    if METHODS[_name].objective not in config["mvi"]["objectives"]:
+        raise WorkflowError(f"method {_name} is trained with objective {METHODS[_name].objective!r}, which "
+                            f"mvi.objectives does not define")
 MVI_TEACHERS = teachers_needed(MVI_METHODS)
 if config["mvi"]["reference_method"] not in MVI_METHODS:
     raise WorkflowError(f"config mvi.reference_method {config['mvi']['reference_method']!r} is not one of "
@@ -55,10 +60,12 @@ for _name, _override in (config["mvi"].get("overrides") or {}).items():
         raise WorkflowError(f"config mvi.overrides: unknown method or teacher {_name!r}; known: "
                             f"{', '.join([*METHODS, *TEACHERS])}")
     for _section, _values in (_override or {}).items():
-        if _section not in ("model", "training", "distillation"):
-            raise WorkflowError(f"config mvi.overrides.{_name}: unknown key {_section!r}")
-        for _key in sorted(set(_values or {}) - set(config["mvi"][_section])):
+        _known = config["mvi"]["objectives"][mvi_spec(_name).objective] if _section == "objective" \
+            else config["mvi"][_section]
+        for _key in sorted(set(_values or {}) - set(_known)):
             raise WorkflowError(f"config mvi.overrides.{_name}: unknown key '{_section}.{_key}'")
+DISTILLATION_MODE = config["mvi"]["distillation"]["mode"]
+MVI_REPEATS = list(range(config["folds"]["mvi_repeats"]))
 MVI_FOLDS = list(range(config["folds"]["mvi_k"]))
 GRADE_REPEATS = list(range(config["folds"]["grade_repeats"]))
 GRADE_FOLDS = list(range(config["folds"]["grade_k"]))
@@ -72,27 +79,31 @@ wildcard_constraints:
     fold=r"\d+",
     repeat=r"\d+",
     method="|".join(METHODS),
-    teacher="|".join(["teacher", "teacher_pre", "teacher_hbp", "teacher_noca"]),
+    teacher="|".join(TEACHERS),
 
 
-def mvi_tables():
-    """The MVI tables that the configured methods give rows to (Table 1 needs the reference method in it)."""
+def table_files(stem):
+    """The formats every table is written in."""
+    return multiext(f"results/tables/{stem}", ".md", ".csv", ".tex")
+
+
+def mvi_table_outputs():
+    """The MVI tables the configured methods give rows to (Table 1 needs the reference method in it)."""
     reference = config["mvi"]["reference_method"]
-    tables = []
+    outputs = {"binary": table_files("table_mvi_binary")}
     if "table1" in METHODS[reference].tables:
-        tables.append("table1_mvi")
+        outputs["table1"] = table_files("table1_mvi")
     if any("table2" in METHODS[m].tables for m in MVI_METHODS):
-        tables.append("table2_mvi_ablation")
-    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
+        outputs["table2"] = table_files("table2_mvi_ablation")
+    return outputs
 
 
-def grade_tables():
+def grade_table_outputs():
     """The grading tables that the configured grade.methods give rows to."""
     methods = set(config["grade"]["methods"])
-    tables = [table for table, rows in [("table1_grade", {"local", "nonlocal", "cifa"}),
-                                        ("table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})]
-              if methods & rows]
-    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
+    return {key: table_files(stem) for key, stem, rows in [
+        ("table1", "table1_grade", {"local", "nonlocal", "cifa"}),
+        ("table2", "table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})] if methods & rows}
 
 
 def grade_figures():
@@ -101,37 +112,42 @@ def grade_figures():
     return expand("results/figures/grade/{figure}.png", figure=names)
 
 
-def teacher_of(wildcards):
-    """The same fold's teacher model for a distilled method; nothing for the others."""
-    name = method_spec(wildcards.method).teacher
-    return [] if name is None else [f"results/mvi/teachers/{name}/fold{wildcards.fold}/model.pt"]
+def fold_model(kind, name, repeat, fold):
+    return f"results/mvi/{kind}/{name}/repeat{repeat}/fold{fold}/model.pt"
 
 
-def clinical_of(wildcards):
-    """The cleaned clinical table and its dictionary, for jobs whose model (or teacher) reads them."""
-    reads_clinical = (wildcards.get("kind") == "teachers" or "teacher" in wildcards.keys()
-                      or (wildcards.get("method") and method_spec(wildcards.method).teacher is not None))
-    return {"clinical": "results/clinical/clinical_clean.parquet", "dictionary": DICTIONARY_INPUT} \
-        if reads_clinical else {}
+def clinical_inputs(name):
+    """The cleaned clinical table and its dictionary, for jobs whose network (or teacher) reads them."""
+    reads = name in TEACHERS or METHODS[name].reads_clinical
+    return {"clinical": "results/clinical/clinical_clean.parquet", "dictionary": CLINICAL_DICTIONARY} if reads else {}
 
 
-def _merged(base, override):
-    out = dict(base)
-    for key, value in (override or {}).items():
-        out[key] = _merged(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+def method_inputs(wildcards):
+    """A method's training inputs: its data, and for a distilled method the clinical table and (offline) the same
+    fold's teacher."""
+    inputs = clinical_inputs(wildcards.method)
+    teacher = METHODS[wildcards.method].teacher
+    if teacher is not None and DISTILLATION_MODE == "offline":
+        inputs["teacher"] = fold_model("teachers", teacher, wildcards.repeat, wildcards.fold)
+    return inputs
 
 
 def mvi_training_params(name):
-    """The config one teacher's or method's jobs depend on, with its `mvi.overrides` entry merged in.
+    """The settings one teacher's or method's jobs depend on, with its `mvi.overrides` entry merged in.
 
     Rules pass only this as `params`, so changing one method's settings reruns only that method's jobs
     (Snakemake reruns a job whose params changed).
     """
-    distils = name in METHODS and method_spec(name).teacher is not None
-    keys = ("model", "training", "distillation") if distils else ("model", "training")
-    section = {key: config["mvi"][key] for key in keys}
-    section = _merged(section, {k: v for k, v in (config["mvi"].get("overrides", {}).get(name) or {}).items()
-                                if k in keys})
-    return {**section, "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
-            "phases": MVI_PHASES}
+    entry = mvi_spec(name)
+    override = config["mvi"].get("overrides", {}).get(name) or {}
+    settings = {"model": deep_merge(config["mvi"]["model"], override.get("model")),
+                "training": deep_merge(config["mvi"]["training"], override.get("training")),
+                "objective": deep_merge(config["mvi"]["objectives"][entry.objective], override.get("objective")),
+                "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
+                "phases": MVI_PHASES}
+    if name in METHODS and entry.distilled:
+        settings["distillation"] = dict(config["mvi"]["distillation"])
+        if DISTILLATION_MODE == "joint":
+            settings["teacher_objective"] = config["mvi"]["objectives"][TEACHERS[entry.teacher].objective]
+    return settings
+

@@ -4,15 +4,21 @@ MVI_FIGURES = ["roc_pairwise", "confusion_matrix", "calibration"] + [
     f"training_curves_{name}" for name in MVI_METHODS + MVI_TEACHERS]
 
 
+def _predictions(kind, names, what="oof_predictions"):
+    return expand("results/mvi/{kind}/{name}/{what}.parquet", kind=kind, name=names, what=what)
+
+
 rule evaluate_mvi:
     input:
-        methods=expand("results/mvi/methods/{method}/oof_predictions.parquet", method=MVI_METHODS),
-        teachers=expand("results/mvi/teachers/{teacher}/oof_predictions.parquet", teacher=MVI_TEACHERS),
-        histories=expand("results/mvi/{kind}/fold0/history.csv",
-                         kind=[f"methods/{m}" for m in MVI_METHODS] + [f"teachers/{t}" for t in MVI_TEACHERS]),
+        methods=_predictions("methods", MVI_METHODS),
+        teachers=_predictions("teachers", MVI_TEACHERS),
+        validation=_predictions("methods", MVI_METHODS, "validation_predictions")
+        + _predictions("teachers", MVI_TEACHERS, "validation_predictions"),
+        histories=[f"results/mvi/methods/{m}/repeat0/fold0/history.csv" for m in MVI_METHODS]
+        + [f"results/mvi/teachers/{t}/repeat0/fold0/history.csv" for t in MVI_TEACHERS],
     output:
-        tables=report(mvi_tables(), category="Tables", subcategory="MVI (CMD-Net)",
-                      caption="../report/mvi_tables.rst"),
+        **{key: report(files, category="Tables", subcategory="MVI (CMD-Net)", caption="../report/mvi_tables.rst")
+           for key, files in mvi_table_outputs().items()},
         summary=report("results/mvi/summary.csv", category="Tables", subcategory="MVI (CMD-Net)",
                        caption="../report/mvi_summary.rst"),
         per_fold="results/mvi/metrics_per_fold.csv",
@@ -21,8 +27,8 @@ rule evaluate_mvi:
         figures=report(expand("results/figures/mvi/{figure}.png", figure=MVI_FIGURES), category="Figures",
                        subcategory="MVI (CMD-Net)", caption="../report/mvi_figures.rst"),
     params:
-        methods=MVI_METHODS,
-        teachers=MVI_TEACHERS,
+        method_names=MVI_METHODS,
+        teacher_names=MVI_TEACHERS,
         reference=config["mvi"]["reference_method"],
         seed=config["seed"],
         n_boot=config["evaluation"]["bootstrap_samples"],
@@ -42,8 +48,8 @@ rule evaluate_grade:
                            repeat=GRADE_REPEATS, fold=GRADE_FOLDS),
         spectra="results/grade/repeat0/fold0/cifa_spectra.json",
     output:
-        tables=report(grade_tables(), category="Tables", subcategory="Grade (local/non-local fusion)",
-                      caption="../report/grade_tables.rst"),
+        **{key: report(files, category="Tables", subcategory="Grade (local/non-local fusion)",
+                       caption="../report/grade_tables.rst") for key, files in grade_table_outputs().items()},
         per_fold="results/grade/metrics_per_fold.csv",
         figures=report(grade_figures(), category="Figures", subcategory="Grade (local/non-local fusion)",
                        caption="../report/grade_figures.rst"),

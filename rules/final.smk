@@ -1,6 +1,6 @@
 # The clinical product: a model bundle of one MVI method for `cmdnet predict` (docs/predict.md).
-# Strategy fold_ensemble: the bundle holds the method's K fold models; a prediction is the mean of their
-# softmax probabilities. Nothing is trained here, so the rule needs no GPU.
+# Strategy fold_ensemble: the bundle holds the method's K fold models of the first partition; a prediction is the
+# mean of their softmax probabilities. Nothing is trained here, so the rule needs no GPU.
 
 FINAL = {"strategy": "fold_ensemble", **config.get("final", {})}
 FINAL["method"] = FINAL.get("method") or config["mvi"]["reference_method"]
@@ -11,22 +11,22 @@ if FINAL["strategy"] != "fold_ensemble":
 FINAL_BUNDLE = f"results/models/{FINAL['method']}"
 
 
-rule train_final:
+rule bundle_final:
     input:
-        models=expand("results/mvi/methods/{method}/fold{fold}/model.pt", method=FINAL["method"], fold=MVI_FOLDS),
+        models=[fold_model("methods", FINAL["method"], 0, fold) for fold in MVI_FOLDS],
         labels="results/cohort/labels.parquet",
     output:
-        directory(FINAL_BUNDLE),
+        bundle=directory(FINAL_BUNDLE),
     params:
         method=FINAL["method"],
         strategy=FINAL["strategy"],
         roi=config["roi"],
-        training=mvi_training_params(FINAL["method"]),
+        settings=mvi_training_params(FINAL["method"]),
     log:
-        "results/logs/train_final.log",
+        "results/logs/bundle_final.log",
     benchmark:
-        "results/benchmarks/train_final.tsv"
+        "results/benchmarks/bundle_final.tsv"
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow_scripts/train_final.py"
+        "../workflow_scripts/bundle_final.py"

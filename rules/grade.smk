@@ -12,6 +12,8 @@ rule train_grade_fold:
     params:
         grade=config["grade"],
         seed=config["seed"],
+        repeat=lambda wildcards: int(wildcards.repeat),
+        fold=lambda wildcards: int(wildcards.fold),
     threads: TRAIN_THREADS
     resources:
         gpu=1,

@@ -5,12 +5,13 @@ rule dicom_to_nifti:
     # One job converts all phases of a patient: a job costs about a second of process start and imports,
     # more than converting one small series, so per-phase jobs would spend most of the run starting up.
     input:
-        SHEET_INPUT,
+        IMAGE_INPUTS,
+        sheet=COHORT_SHEET,
     output:
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
         sidecars=expand("results/nifti/{{patient}}/{phase}.json", phase=ALL_PHASES),
     params:
-        sheet=COHORT_SHEET,
+        patient="{patient}",
         cohort=config["cohort"],
         phases=ALL_PHASES,
     log:
@@ -25,12 +26,13 @@ rule dicom_to_nifti:
 
 rule extract_roi:
     input:
-        SHEET_INPUT,
+        IMAGE_INPUTS,
+        sheet=COHORT_SHEET,
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
     output:
-        expand("results/roi/{{patient}}/{phase}.npz", phase=ALL_PHASES),
+        rois=expand("results/roi/{{patient}}/{phase}.npz", phase=ALL_PHASES),
     params:
-        sheet=COHORT_SHEET,
+        patient="{patient}",
         cohort=config["cohort"],
         roi=config["roi"],
         phases=ALL_PHASES,
@@ -48,7 +50,7 @@ rule extract_roi:
 
 rule assemble_mvi_dataset:
     input:
-        expand("results/roi/{patient}/{phase}.npz", patient=PATIENTS, phase=MVI_PHASES),
+        rois=expand("results/roi/{patient}/{phase}.npz", patient=PATIENTS, phase=MVI_PHASES),
     output:
         dataset="results/datasets/mvi.npz",
         manifest="results/datasets/mvi_manifest.parquet",
@@ -68,7 +70,7 @@ rule assemble_mvi_dataset:
 
 rule assemble_grade_dataset:
     input:
-        expand("results/roi/{patient}/{phase}.npz", patient=PATIENTS, phase=[GRADE_PHASE]),
+        rois=expand("results/roi/{patient}/{phase}.npz", patient=PATIENTS, phase=[GRADE_PHASE]),
     output:
         dataset="results/datasets/grade.npz",
         manifest="results/datasets/grade_manifest.parquet",

@@ -1,5 +1,5 @@
-# The MVI experiment (CMD-Net paper): per-fold teachers, per-fold methods, out-of-fold predictions.
-# Training rules declare `gpu=1`: `snakemake --resources gpu=2` runs two at once, each on its own GPU.
+# The MVI experiment (CMD-Net paper): per-fold teachers and methods on every repeated partition, out-of-fold
+# predictions. Training rules declare `gpu=1`: `snakemake --resources gpu=2` runs two at once, each on its own GPU.
 
 MVI_DATA = {
     "dataset": "results/datasets/mvi.npz",
@@ -10,69 +10,73 @@ MVI_DATA = {
 
 rule train_teacher:
     input:
-        unpack(clinical_of),
         **MVI_DATA,
-    output:
-        model="results/mvi/teachers/{teacher}/fold{fold}/model.pt",
-        history="results/mvi/teachers/{teacher}/fold{fold}/history.csv",
-    params:
+        clinical="results/clinical/clinical_clean.parquet",
         dictionary=CLINICAL_DICTIONARY,
-        training=lambda wildcards: mvi_training_params(wildcards.teacher),
-        checkpoint="results/checkpoints/mvi/teachers/{teacher}/fold{fold}.pt",
+    output:
+        model="results/mvi/teachers/{teacher}/repeat{repeat}/fold{fold}/model.pt",
+        history="results/mvi/teachers/{teacher}/repeat{repeat}/fold{fold}/history.csv",
+    params:
+        teacher="{teacher}",
+        repeat=lambda wildcards: int(wildcards.repeat),
+        fold=lambda wildcards: int(wildcards.fold),
+        settings=lambda wildcards: mvi_training_params(wildcards.teacher),
+        checkpoint="results/checkpoints/mvi/teachers/{teacher}/repeat{repeat}_fold{fold}.pt",
     threads: TRAIN_THREADS
     resources:
         gpu=1,
         mem_mb=TRAIN_MEM,
     log:
-        "results/logs/train_teacher/{teacher}_fold{fold}.log",
+        "results/logs/train_teacher/{teacher}_repeat{repeat}_fold{fold}.log",
     benchmark:
-        "results/benchmarks/train_teacher/{teacher}_fold{fold}.tsv"
+        "results/benchmarks/train_teacher/{teacher}_repeat{repeat}_fold{fold}.tsv"
     conda:
         "../envs/train.yaml"
     script:
         "../workflow_scripts/train_teacher.py"
 
 
-rule train_student:
+rule train_method:
     input:
-        unpack(clinical_of),
+        unpack(method_inputs),
         **MVI_DATA,
-        teacher=teacher_of,
     output:
-        model="results/mvi/methods/{method}/fold{fold}/model.pt",
-        history="results/mvi/methods/{method}/fold{fold}/history.csv",
+        model="results/mvi/methods/{method}/repeat{repeat}/fold{fold}/model.pt",
+        history="results/mvi/methods/{method}/repeat{repeat}/fold{fold}/history.csv",
     params:
-        dictionary=CLINICAL_DICTIONARY,
-        training=lambda wildcards: mvi_training_params(wildcards.method),
-        teacher_model=lambda wildcards: (teacher_of(wildcards) or [None])[0],
-        checkpoint="results/checkpoints/mvi/methods/{method}/fold{fold}.pt",
+        method="{method}",
+        repeat=lambda wildcards: int(wildcards.repeat),
+        fold=lambda wildcards: int(wildcards.fold),
+        settings=lambda wildcards: mvi_training_params(wildcards.method),
+        checkpoint="results/checkpoints/mvi/methods/{method}/repeat{repeat}_fold{fold}.pt",
     threads: TRAIN_THREADS
     resources:
         gpu=1,
         mem_mb=TRAIN_MEM,
     log:
-        "results/logs/train_student/{method}_fold{fold}.log",
+        "results/logs/train_method/{method}_repeat{repeat}_fold{fold}.log",
     benchmark:
-        "results/benchmarks/train_student/{method}_fold{fold}.tsv"
+        "results/benchmarks/train_method/{method}_repeat{repeat}_fold{fold}.tsv"
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow_scripts/train_student.py"
+        "../workflow_scripts/train_method.py"
 
 
 rule predict_mvi:
     input:
-        unpack(clinical_of),
+        unpack(lambda wildcards: clinical_inputs(wildcards.name) if wildcards.kind == "teachers" else {}),
         **MVI_DATA,
-        models=expand("results/mvi/{{kind}}/{{name}}/fold{fold}/model.pt", fold=MVI_FOLDS),
+        models=expand("results/mvi/{{kind}}/{{name}}/repeat{repeat}/fold{fold}/model.pt", repeat=MVI_REPEATS,
+                      fold=MVI_FOLDS),
     output:
-        "results/mvi/{kind}/{name}/oof_predictions.parquet",
+        predictions="results/mvi/{kind}/{name}/oof_predictions.parquet",
+        validation="results/mvi/{kind}/{name}/validation_predictions.parquet",
     wildcard_constraints:
         kind="teachers|methods",
     params:
-        dictionary=CLINICAL_DICTIONARY,
-        folds=MVI_FOLDS,
         phases=MVI_PHASES,
+        device="cpu",  # inference of the fold models is cheap; the CPU keeps it off the training GPUs
     log:
         "results/logs/predict_mvi/{kind}_{name}.log",
     benchmark:

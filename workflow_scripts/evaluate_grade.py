@@ -1,9 +1,3 @@
-from pathlib import Path
+from cmdnet.stages import evaluate_grade, run_job
 
-from cmdnet.evaluation.mvi import grade_evaluation
-from cmdnet.logs import tee_output
-
-tee_output(snakemake.log[0])
-grade_evaluation(list(snakemake.input.predictions), snakemake.input.spectra, out_tables=Path("results/tables"),
-                 out_dir=Path(snakemake.output.per_fold).parent,
-                 out_figures=Path(snakemake.output.figures[0]).parent)
+run_job(evaluate_grade, snakemake)

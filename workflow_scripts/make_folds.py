@@ -1,6 +1,3 @@
-from cmdnet.logs import tee_output
-from cmdnet.stages import folds_stage
+from cmdnet.stages import make_folds, run_job
 
-tee_output(snakemake.log[0])
-folds_stage(snakemake.input.labels, snakemake.params.folds, snakemake.params.seed,
-            snakemake.output.mvi, snakemake.output.grade)
+run_job(make_folds, snakemake)

@@ -1,9 +1,3 @@
-from pathlib import Path
+from cmdnet.stages import synthetic_cohort, run_job
 
-from cmdnet.logs import tee_output
-from cmdnet.data.synth import SynthParams, write_cohort
-
-tee_output(snakemake.log[0])
-params = SynthParams.from_dict(dict(snakemake.params.synthetic))
-write_cohort(Path(snakemake.output[0]), params)
-print(f"synthetic cohort of {params.n_patients} patients written to {snakemake.output[0]}")
+run_job(synthetic_cohort, snakemake)

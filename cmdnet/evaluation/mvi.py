@@ -1,161 +1,228 @@
-"""Evaluation of both experiments: per-fold metrics, statistical tests, the four tables and the figures."""
+"""Evaluation of the MVI experiment: per-fold metrics, the tests, the CMD-Net paper's Tables 1 and 2, the binary
+(any-MVI) table, the summary and the figures.
+
+Inputs are each method's (and teacher's) out-of-fold predictions over R repeated K-fold partitions
+(`patient_id, repeat, fold, label, prob_0..2`) and the inner-validation predictions of the same fold models.
+
+Statistics, declared before any result is seen:
+- Per test fold: macro F1, accuracy, macro one-vs-one AUC (Hand & Till 2001); tables show mean ± SD over all R x K
+  test folds.
+- Primary test (Table 1): each method against the reference on the per-fold AUC differences with the corrected
+  resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004 for repeated CV), Holm-adjusted across the table's
+  comparisons; raw and adjusted p-values and the CI of the mean difference in the CSV.
+- Secondary: the paired stratified bootstrap of the pooled macro AUC (mean over repeats of each repeat's pooled AUC),
+  conditional on the trained models (it resamples patients, not training sets). DeLong's test per class pair, in
+  its own file.
+- Binary endpoint (any MVI, M0 vs M1 + M2; p = P(M1) + P(M2)): AUC with DeLong CI, sensitivity and specificity at
+  each fold's Youden threshold chosen on its inner validation split, Brier score, calibration intercept and slope
+  (`cmdnet.evaluation.stats.binary`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from cmdnet.data.sheets import write_csv
 from cmdnet.evaluation import figures, tables
-from cmdnet.atomic import atomic_path
-from cmdnet.mvi.methods import METHODS, method as method_spec
-from cmdnet.evaluation.stats.bootstrap import bootstrap_ci
-from cmdnet.evaluation.stats.metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, prob_columns
+from cmdnet.evaluation.stats.binary import BINARY_ENDPOINT_COLUMNS, binary_endpoint_by_repeat, summarise_over_repeats
+from cmdnet.evaluation.stats.bootstrap import paired_bootstrap_macro_auc, repeat_mean_auc, repeat_mean_auc_ci
+from cmdnet.evaluation.stats.corrected_t import corrected_t_over_folds
+from cmdnet.evaluation.stats.metrics import mvi_metrics, per_fold_metrics, prob_columns
+from cmdnet.evaluation.stats.multiplicity import holm
 from cmdnet.evaluation.stats.paired import pairwise_class_delong
+from cmdnet.labels import MVI_CLASSES
+from cmdnet.mvi.methods import METHODS, display_name
 
-MVI_CLASSES = ("M0", "M1", "M2")
-
-
-def _write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
-def display_name(name: str) -> str:
-    spec = method_spec(name)
-    return f"{spec.display} ({spec.citation})" if spec.citation else spec.display
+FOLD_KEYS = ["repeat", "fold"]
+P_PRIMARY = "p-value (corrected t)"
+P_HOLM = "p-value (corrected t, Holm)"
+P_BOOT = "p-value (bootstrap, conditional on the models)"
 
 
-def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predictions: Mapping[str, str | Path],
-                   *, reference: str, out_tables: Path, out_dir: Path, n_boot: int = 2000, seed: int = 0,
-                   progress=print) -> dict[str, Path]:
-    """Tables 1 and 2 of the CMD-Net paper plus per-fold metrics, a summary and the pairwise DeLong tests."""
-    preds = {m: pd.read_parquet(p) for m, p in method_predictions.items()}
-    if reference not in preds:
-        raise ValueError(f"the reference method {reference!r} was not trained; methods: {list(preds)}")
-    teacher_preds = {t: pd.read_parquet(p) for t, p in teacher_predictions.items()}
-    per_fold = {name: per_fold_metrics(pred, mvi_metrics) for name, pred in {**preds, **teacher_preds}.items()}
-
-    rows = []
-    for name, folds in per_fold.items():
-        pred = preds.get(name, teacher_preds.get(name))
-        labels, probs = pred["label"].to_numpy(), pred[prob_columns(pred)].to_numpy()
-        lo, hi = bootstrap_ci(labels, probs, macro_ovo_auc, n_boot=n_boot, seed=seed)
-        role = "teacher (images + clinical)" if name in teacher_preds else "image-only"
-        row = {"name": name, "role": role, "pooled_auc_macro_ovo": macro_ovo_auc(labels, probs),
-               "pooled_auc_ci_low": lo, "pooled_auc_ci_high": hi}
-        for metric in [c for c in folds.columns if c not in ("fold", "n")]:
-            row[f"{metric}_mean"] = folds[metric].mean()
-            row[f"{metric}_sd"] = folds[metric].std(ddof=1)
-        rows.append(row)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {"summary": out_dir / "summary.csv", "per_fold": out_dir / "metrics_per_fold.csv",
-               "delong": out_dir / "delong_pairwise.csv"}
-    _write_csv(pd.DataFrame(rows), written["summary"])
-    _write_csv(pd.concat([f.assign(name=n) for n, f in per_fold.items()], ignore_index=True), written["per_fold"])
-
-    delong_rows = []
-    ref = preds[reference].sort_values("patient_id")
-    for name, pred in preds.items():
-        if name == reference:
-            continue
-        other = pred.sort_values("patient_id")
-        if list(other["patient_id"]) != list(ref["patient_id"]):
-            raise ValueError(f"{name} and {reference} were predicted for different patients")
-        if not np.array_equal(other["label"].to_numpy(), ref["label"].to_numpy()):
-            raise ValueError(f"{name} and {reference} disagree on the true labels of the same patients")
-        for r in pairwise_class_delong(ref["label"].to_numpy(), ref[prob_columns(ref)].to_numpy(),
-                                       other[prob_columns(other)].to_numpy()):
-            delong_rows.append({"reference": reference, "method": name,
-                                "pair": f"{MVI_CLASSES[r['class_j']]} vs {MVI_CLASSES[r['class_i']]}",
-                                **{k: v for k, v in r.items() if not isinstance(v, (tuple, list))},
-                                "ci_reference": tuple(r["ci_a"]), "ci_method": tuple(r["ci_b"])})
-    _write_csv(pd.DataFrame(delong_rows), written["delong"])
-
-    table1 = [m for m in METHODS if m in preds and "table1" in METHODS[m].tables]
-    if reference in table1:
-        progress(f"Table 1: {len(table1)} methods, bootstrap n={n_boot}")
-        k = per_fold[reference]["fold"].nunique()
-        spec = tables.mvi_table1({m: per_fold[m] for m in table1}, reference=reference,
-                                 pooled_predictions={m: preds[m] for m in table1},
-                                 display_names={m: display_name(m) for m in table1}, n_boot=n_boot, seed=seed,
-                                 title="Quantitative results of our network and state-of-the-art methods "
-                                       f"(3-class MVI, {k}-fold cross-validation).")
-        written.update({f"table1_{k}": v for k, v in spec.write(out_tables / "table1_mvi").items()})
-    table2 = [m for m in METHODS if m in preds and "table2" in METHODS[m].tables and m != reference]
-    table2 += [reference] if "table2" in METHODS[reference].tables else []  # the paper puts ours last
-    if table2:
-        spec = tables.mvi_table2({m: per_fold[m] for m in table2},
-                                 teacher_student={m: METHODS[m].table2_role for m in table2},
-                                 display_names={m: METHODS[m].display for m in table2})
-        written.update({f"table2_{k}": v for k, v in spec.write(out_tables / "table2_mvi_ablation").items()})
-    return written
-
-
-def mvi_figures(method_predictions: Mapping[str, str | Path], histories: Mapping[str, str | Path], *,
-                reference: str, out_dir: Path) -> dict[str, Path]:
-    """ROC curves per class pair (Table-1 methods), confusion matrix and calibration of the reference,
-    and training curves."""
-    preds = {METHODS[m].display: pd.read_parquet(p) for m, p in method_predictions.items()
-             if "table1" in METHODS[m].tables}
-    ref = pd.read_parquet(method_predictions[reference])
-    out = {"roc": figures.roc_pairwise_figure(preds, out_dir / "roc_pairwise.png", class_names=MVI_CLASSES),
-           "confusion": figures.confusion_matrix_figure(ref, out_dir / "confusion_matrix.png",
-                                                        class_names=MVI_CLASSES,
-                                                        title=f"{METHODS[reference].display}: confusion matrix "
-                                                              "(out-of-fold, row-normalised)"),
-           "calibration": figures.calibration_figure({METHODS[reference].display: ref},
-                                                      out_dir / "calibration.png")}
-    for name, path in histories.items():
-        out[f"curves_{name}"] = figures.training_curves_figure(path, out_dir / f"training_curves_{name}.png",
-                                                               title=f"Training curves: {name}")
+def read_predictions(files: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, path in files.items():
+        pred = pd.read_parquet(path)
+        if "repeat" not in pred.columns:
+            pred = pred.assign(repeat=0)
+        out[name] = pred
     return out
 
 
-GRADE_TABLE1 = [("2d", "local"), ("2d", "nonlocal"), ("2d", "cifa"), ("3d", "local"), ("3d", "nonlocal"),
-                ("3d", "cifa")]
-GRADE_TABLE2 = [(d, m) for d in ("2d", "3d") for m in ("concat", "dcca", "common", "individual", "cifa")]
+def stacked_probs(pred: pd.DataFrame, reference: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels `(n,)` and probabilities `(R, n, C)`: each repeat's pooled out-of-fold predictions, patients in the
+    same (sorted) order in every repeat; `reference` (another method's predictions) must cover the same patients
+    with the same labels."""
+    pcols = prob_columns(pred)
+    blocks, labels = [], None
+    for _, group in pred.sort_values(["repeat", "patient_id"]).groupby("repeat", sort=True):
+        if labels is None:
+            labels, ids = group["label"].to_numpy(), group["patient_id"].tolist()
+        elif group["patient_id"].tolist() != ids:
+            raise ValueError("the repeats of one method's predictions hold different patients")
+        blocks.append(group[pcols].to_numpy())
+    if reference is not None:
+        ref_labels, _ = stacked_probs(reference)
+        if sorted(reference["patient_id"].unique()) != ids or not np.array_equal(ref_labels, labels):
+            raise ValueError("two methods' predictions cover different patients or disagree on their labels")
+    return labels, np.stack(blocks)
 
 
-def _grade_predictions(paths: list[str | Path]) -> pd.DataFrame:
-    pred = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return pred.assign(prob_0=1.0 - pred["prob_high"], prob_1=pred["prob_high"])
+def _summary_row(name: str, role: str, pred: pd.DataFrame, per_fold: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    labels, probs = stacked_probs(pred)
+    lo, hi = repeat_mean_auc_ci(labels, probs, n_boot=n_boot, seed=seed)
+    row = {"name": name, "display": display_name(name), "role": role, "n_patients": len(labels),
+           "n_repeats": probs.shape[0], "n_test_folds": len(per_fold),
+           "pooled_auc_macro_ovo": repeat_mean_auc(labels, probs), "pooled_auc_ci_low": lo, "pooled_auc_ci_high": hi}
+    for metric in [c for c in per_fold.columns if c not in (*FOLD_KEYS, "n")]:
+        row[f"{metric}_mean"] = per_fold[metric].mean()
+        row[f"{metric}_sd"] = per_fold[metric].std(ddof=1)
+    return row
 
 
-def grade_evaluation(prediction_paths: list[str | Path], spectra_path: str | Path | None, *, out_tables: Path,
-                     out_dir: Path, out_figures: Path) -> dict[str, Path]:
-    """Tables 1 and 2 of the grading paper, per-fold metrics, ROC curves and CIFA spectra."""
-    import json
-
-    pred = _grade_predictions(prediction_paths)
-    keys = sorted({(d, m) for d, m in zip(pred["dim"], pred["method"])})
-    per_fold = {key: per_fold_metrics(pred[(pred["dim"] == key[0]) & (pred["method"] == key[1])],
-                                      binary_metrics, ("repeat", "fold")) for key in keys}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {"per_fold": out_dir / "metrics_per_fold.csv"}
-    _write_csv(pd.concat([f.assign(dim=d, method=m) for (d, m), f in per_fold.items()], ignore_index=True),
-               written["per_fold"])
-    for number, rows, names, stem in [(1, GRADE_TABLE1, tables.GRADING_TABLE1_ROWS, "table1_grade"),
-                                      (2, GRADE_TABLE2, tables.GRADING_TABLE2_ROWS, "table2_grade_fusion")]:
-        present = [(key, name) for key, name in zip(rows, names) if key in per_fold]
-        if not present:
+def _delong_rows(preds: Mapping[str, pd.DataFrame], reference: str) -> list[dict]:
+    rows = []
+    ref = preds[reference]
+    for name, pred in preds.items():
+        if name == reference:
             continue
-        builder = tables.grading_table1 if number == 1 else tables.grading_table2
-        spec = builder({f"{d}_{m}": per_fold[(d, m)] for (d, m), _ in present},
-                       display_names={f"{d}_{m}": name for (d, m), name in present})
-        written.update({f"table{number}_{k}": v for k, v in spec.write(out_tables / stem).items()})
+        for repeat in sorted(ref["repeat"].unique()):
+            a = ref[ref["repeat"] == repeat].sort_values("patient_id")
+            b = pred[pred["repeat"] == repeat].sort_values("patient_id")
+            if a["patient_id"].tolist() != b["patient_id"].tolist() or not np.array_equal(a["label"], b["label"]):
+                raise ValueError(f"{name} and {reference} were predicted for different patients in repeat {repeat}")
+            for r in pairwise_class_delong(a["label"].to_numpy(), a[prob_columns(a)].to_numpy(),
+                                           b[prob_columns(b)].to_numpy()):
+                rows.append({"reference": reference, "method": name, "repeat": int(repeat),
+                             "pair": f"{MVI_CLASSES[r['class_j']]} vs {MVI_CLASSES[r['class_i']]}",
+                             **{k: v for k, v in r.items() if not isinstance(v, (tuple, list))},
+                             "ci_reference": tuple(r["ci_a"]), "ci_method": tuple(r["ci_b"])})
+    return rows
 
-    first_repeat = pred[pred["repeat"] == pred["repeat"].min()]
-    roc = {f"{d.upper()} {m}": first_repeat[(first_repeat["dim"] == d) & (first_repeat["method"] == m)]
-           for d, m in keys}
-    written["roc"] = figures.roc_binary_figure(roc, out_figures / "roc_grade.png")
-    spectra = json.loads(Path(spectra_path).read_text()) if spectra_path else {}
-    bars = {f"{dim.upper()} {part} ({branch})": np.asarray(s[f"sv_{part}_{i}"], dtype=float)
-            for dim, s in spectra.items() for part in ("common", "individual")
-            for i, branch in ((1, "local"), (2, "non-local"))}
-    if bars:
-        written["spectra"] = figures.cifa_spectra_figure(bars, out_figures / "cifa_spectra.png",
-                                                         title="Common vs individual components (one fold)")
-    return written
+
+def table1_statistics(per_fold: Mapping[str, pd.DataFrame], preds: Mapping[str, pd.DataFrame], *, reference: str,
+                      n_boot: int, seed: int) -> pd.DataFrame:
+    """One row per compared method: the primary test (corrected t, raw and Holm-adjusted p, CI of the mean AUC
+    difference method - reference) and the secondary bootstrap p-value."""
+    rows = []
+    for name in per_fold:
+        if name == reference:
+            continue
+        t = corrected_t_over_folds(per_fold[name], per_fold[reference], "auc_macro_ovo")
+        labels, pa = stacked_probs(preds[name], preds[reference])
+        _, pb = stacked_probs(preds[reference])
+        boot = paired_bootstrap_macro_auc(labels, pa, pb, n_boot=n_boot, seed=seed)
+        rows.append({"method": name, "auc_diff_mean": t["mean_diff"], "auc_diff_ci_low": t["ci_low"],
+                     "auc_diff_ci_high": t["ci_high"], "t": t["t"], "df": t["df"], P_PRIMARY: t["p"],
+                     "pooled_auc_diff": boot["diff"], P_BOOT: boot["p"]})
+    stats = pd.DataFrame(rows, columns=["method", "auc_diff_mean", "auc_diff_ci_low", "auc_diff_ci_high", "t",
+                                        "df", P_PRIMARY, "pooled_auc_diff", P_BOOT])
+    stats.insert(stats.columns.get_loc(P_PRIMARY) + 1, P_HOLM, holm(stats[P_PRIMARY].to_numpy(dtype=float)))
+    return stats
+
+
+def _counts_note(labels: pd.Series) -> str:
+    counts = labels.value_counts().reindex(range(len(MVI_CLASSES)), fill_value=0)
+    return f"n = {int(counts.sum())} patients ({', '.join(f'{c} {n}' for c, n in zip(MVI_CLASSES, counts))})"
+
+
+def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predictions: Mapping[str, str | Path], *,
+                   validation_predictions: Mapping[str, str | Path], reference: str, n_boot: int, seed: int,
+                   out_summary: str | Path, out_per_fold: str | Path, out_delong: str | Path,
+                   out_table1: Sequence[str | Path] = (), out_table2: Sequence[str | Path] = (),
+                   out_binary: Sequence[str | Path] = (), progress=print) -> None:
+    """Write the summary, per-fold metrics, DeLong tests and the tables whose output paths are given."""
+    preds = read_predictions(method_predictions)
+    if reference not in preds:
+        raise ValueError(f"the reference method {reference!r} was not trained; methods: {list(preds)}")
+    teacher_preds = read_predictions(teacher_predictions)
+    validation = read_predictions(validation_predictions)
+    every = {**preds, **teacher_preds}
+    per_fold = {name: per_fold_metrics(pred, mvi_metrics, FOLD_KEYS) for name, pred in every.items()}
+    first = preds[reference]
+    counts = _counts_note(first[first["repeat"] == first["repeat"].min()]["label"])
+    n_repeats, n_folds = first["repeat"].nunique(), len(per_fold[reference])
+    design = f"{n_repeats} x {n_folds // max(n_repeats, 1)}-fold cross-validation ({n_folds} test folds)"
+
+    rows = [_summary_row(n, "teacher (images + clinical)" if n in teacher_preds else "image-only", p,
+                         per_fold[n], n_boot, seed) for n, p in every.items()]
+    write_csv(pd.DataFrame(rows), out_summary)
+    write_csv(pd.concat([f.assign(name=n) for n, f in per_fold.items()], ignore_index=True), out_per_fold)
+    write_csv(pd.DataFrame(_delong_rows(preds, reference)), out_delong)
+
+    if out_table1:
+        names = [m for m in METHODS if m in preds and "table1" in METHODS[m].tables]
+        progress(f"Table 1: {len(names)} methods, bootstrap n={n_boot}")
+        stats = table1_statistics({m: per_fold[m] for m in names}, preds, reference=reference, n_boot=n_boot,
+                                  seed=seed).set_index("method")
+        spec = tables.mvi_table1(
+            {m: per_fold[m] for m in names}, reference=reference,
+            p_values={col: stats[col].to_dict() for col in (P_PRIMARY, P_HOLM, P_BOOT)},
+            display_names={m: display_name(m, with_citation=True) for m in names},
+            title=f"Quantitative results of our network and state-of-the-art methods (3-class MVI, {design}).",
+            footnote=(f"{counts}. Primary test: corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank "
+                      f"2004) of each method's per-fold AUC against {display_name(reference)} over the {n_folds} "
+                      f"test folds (df = {n_folds - 1}), Holm-adjusted across the table's {len(stats)} comparisons. "
+                      f"Secondary: paired stratified bootstrap (n = {n_boot}) of the pooled macro AUC, conditional "
+                      "on the trained models. The CSV holds the CI of each mean AUC difference."))
+        spec.rows = spec.rows.merge(stats.drop(columns=[P_PRIMARY, P_HOLM, P_BOOT]).reset_index(), on="method",
+                                    how="left")
+        spec.write(out_table1)
+    if out_table2:
+        names = [m for m in METHODS if m in preds and "table2" in METHODS[m].tables and m != reference]
+        names += [reference] if "table2" in METHODS[reference].tables else []  # the paper puts ours last
+        tables.mvi_table2({m: per_fold[m] for m in names},
+                          teacher_student={m: METHODS[m].table2_role for m in names},
+                          display_names={m: display_name(m) for m in names},
+                          footnote=f"{counts}; {design}.").write(out_table2)
+    if out_binary:
+        binary_table(preds, teacher_preds, validation, counts=counts).write(out_binary)
+
+
+def binary_table(preds: Mapping[str, pd.DataFrame], teacher_preds: Mapping[str, pd.DataFrame],
+                 validation: Mapping[str, pd.DataFrame], *, counts: str) -> tables.TableSpec:
+    """Any MVI (M0 vs M1 + M2) for every method and teacher: mean over repeats of each repeat's pooled metrics."""
+    rows = []
+    for name, pred in {**preds, **teacher_preds}.items():
+        per_repeat = binary_endpoint_by_repeat(pred, validation[name])
+        summary = summarise_over_repeats(per_repeat, BINARY_ENDPOINT_COLUMNS)
+        row = {"method": name, "Method": display_name(name) + (" (teacher: uses clinical data)"
+                                                                if name in teacher_preds else "")}
+        for column in BINARY_ENDPOINT_COLUMNS:
+            row[f"{column} mean"], row[f"{column} sd"] = summary[column]["mean"], summary[column]["sd"]
+        rows.append(row)
+    return tables.binary_table(pd.DataFrame(rows), footnote=(
+        f"{counts}. Event: any MVI (M1 or M2), probability P(M1) + P(M2). Each patient is classified at its test "
+        "fold's threshold, the Youden-optimal threshold on that fold's inner validation split (ties: the lower, "
+        "more sensitive one); the test folds never choose a threshold. Metrics of each repeat's pooled out-of-fold "
+        "predictions, mean (± SD over repeats when there are several); AUC CI: DeLong 95% interval of a repeat, "
+        "averaged. Calibration intercept and slope: logistic recalibration on logit(p) (ideal 0 and 1)."))
+
+
+def mvi_figures(method_predictions: Mapping[str, str | Path], histories: Mapping[str, str | Path], *,
+                reference: str, out_figures: Sequence[str | Path]) -> None:
+    """The figures named by `out_figures` (file stem = figure): ROC curves per class pair of the Table-1 methods,
+    confusion matrix and calibration of the reference, and `training_curves_<name>` per method or teacher."""
+    preds = read_predictions(method_predictions)
+    first = {name: pred[pred["repeat"] == pred["repeat"].min()] for name, pred in preds.items()}
+    makers = {
+        "roc_pairwise": lambda out: figures.roc_pairwise_figure(
+            {display_name(m): p for m, p in first.items() if "table1" in METHODS[m].tables}, out,
+            class_names=MVI_CLASSES),
+        "confusion_matrix": lambda out: figures.confusion_matrix_figure(
+            first[reference], out, class_names=MVI_CLASSES,
+            title=f"{display_name(reference)}: confusion matrix (out-of-fold, row-normalised)"),
+        "calibration": lambda out: figures.calibration_figure({display_name(reference): first[reference]}, out),
+    }
+    for name, path in histories.items():
+        makers[f"training_curves_{name}"] = (lambda out, path=path, name=name: figures.training_curves_figure(
+            path, out, title=f"Training curves: {display_name(name)}"))
+    for out in map(Path, out_figures):
+        if out.stem not in makers:
+            raise ValueError(f"no MVI figure is called {out.stem!r}; known: {', '.join(makers)}")
+        makers[out.stem](out)
+

@@ -233,7 +233,7 @@ def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str,
 
 
 def mvi_table2(per_fold: Mapping[str, pd.DataFrame], *, teacher_student: Mapping[str, str],
-               display_names: Mapping[str, str] | None = None,
+               display_names: Mapping[str, str] | None = None, footnote: str = "",
                title: str = "Quantitative results of our method and baseline networks of the ablation study "
                             "(S: student network; S → T: student distilled from teacher).") -> TableSpec:
     """MVI paper Table 2: Method | T/S | F1-score (%) | Accuracy (%) | AUC (%), rows in `per_fold` order.
@@ -247,10 +247,27 @@ def mvi_table2(per_fold: Mapping[str, pd.DataFrame], *, teacher_student: Mapping
             raise ValueError(f"no T/S entry for method {method!r}")
         rows.append({"method": method, "Method": names.get(method, method), "T/S": teacher_student[method],
                      **_mean_sd_columns(folds, MVI_METRICS)})
-    footnote = (f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. "
-                "Bold: best mean.")
+    note = f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. {footnote}".strip()
     return TableSpec(pd.DataFrame(rows), title, ["Method", "T/S", *MVI_METRICS],
-                     {k: "max" for k in MVI_METRICS}, footnote)
+                     {k: "max" for k in MVI_METRICS}, note + " Bold: best mean.")
+
+
+BINARY_METRICS = {"AUC (%)": "auc", "AUC 95% CI low (%)": "auc_ci_low", "AUC 95% CI high (%)": "auc_ci_high",
+                  "Sensitivity (%)": "sensitivity", "Specificity (%)": "specificity", "Brier score (x100)": "brier",
+                  "Calibration intercept (x100)": "calibration_intercept",
+                  "Calibration slope (x100)": "calibration_slope"}
+
+
+def binary_table(rows: pd.DataFrame, *, footnote: str = "",
+                 title: str = "Any microvascular invasion (M0 vs M1 + M2): discrimination, operating point and "
+                              "calibration of every method") -> TableSpec:
+    """The binary-endpoint table: `rows` holds `method`, `Method` and `<metric> mean`/`<metric> sd` for the
+    metrics of `cmdnet.evaluation.stats.binary.BINARY_ENDPOINT_COLUMNS` (fractions; shown x100)."""
+    frame = rows.copy()
+    for display, metric in BINARY_METRICS.items():
+        frame[f"{display} mean"], frame[f"{display} sd"] = frame[f"{metric} mean"], frame[f"{metric} sd"]
+    bold = {"AUC (%)": "max", "Brier score (x100)": "min"}
+    return TableSpec(frame, title, ["Method", *BINARY_METRICS], bold, f"{footnote} Bold: best mean.".strip())
 
 
 GRADING_METRICS = {"Accuracy": "accuracy", "Sensitivity": "sensitivity", "Specificity": "specificity",

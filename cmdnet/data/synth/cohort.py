@@ -122,23 +122,31 @@ def _cohort_row(plan: PatientPlan) -> dict[str, str]:
     return row
 
 
+def cohort_layout(root: Path) -> dict[str, Path]:
+    """Where a synthetic cohort written to `root` keeps its parts (docs/architecture.md)."""
+    root = Path(root)
+    return {"sheet": root / "cohort.csv", "clinical_sheet": root / "clinical.csv",
+            "dictionary": root / "clinical_dictionary.csv", "dicom": root / "dicom", "masks": root / "masks"}
+
+
 def _write_into(root: Path, params: SynthParams) -> None:
     plans = plan_cohort(params)
-    (root / "masks").mkdir()
+    layout = cohort_layout(root)
+    layout["masks"].mkdir()
     for plan in plans:
         for phase in PHASES:
             image, mask = render_phase(params, plan, phase)
             grid = plan.grids[phase]
-            write_series(root / "dicom" / plan.patient_id / phase, phase, grid, image, plan.identity,
+            write_series(layout["dicom"] / plan.patient_id / phase, phase, grid, image, plan.identity,
                          series_ids(params.seed, plan.patient_id, phase), plan.slice_order,
                          _rng(params, _DICOM, plan.index, PHASES.index(phase)))
-            write_mask(root / "masks" / f"{plan.patient_id}_{phase}.nii.gz", mask, grid)
+            write_mask(layout["masks"] / f"{plan.patient_id}_{phase}.nii.gz", mask, grid)
     csv = {"index": False, "lineterminator": "\n"}
-    pd.DataFrame([_cohort_row(p) for p in plans]).to_csv(root / "cohort.csv", **csv)
+    pd.DataFrame([_cohort_row(p) for p in plans]).to_csv(layout["sheet"], **csv)
     sheet = clinical_sheet([p.clinical for p in plans], [p.patient_id for p in plans],
                            [p.identity.full_name for p in plans], params.missing_rate, _rng(params, _MISSING))
-    sheet.to_csv(root / "clinical.csv", **csv)
-    clinical_dictionary().to_csv(root / "clinical_dictionary.csv", **csv)
+    sheet.to_csv(layout["clinical_sheet"], **csv)
+    clinical_dictionary().to_csv(layout["dictionary"], **csv)
 
 
 def write_cohort(out_dir: Path, params: SynthParams) -> Path:

@@ -47,23 +47,51 @@ def bootstrap_ci(labels: np.ndarray, probs: np.ndarray, metric_fn: Callable[[np.
     return _percentile_ci(values, alpha)
 
 
+def _by_repeat(probs: np.ndarray) -> np.ndarray:
+    """`(n, C)` -> `(1, n, C)`; `(R, n, C)` stays: the probabilities of R repeated partitions, patients aligned."""
+    probs = np.asarray(probs, dtype=float)
+    return probs[None] if probs.ndim == 2 else probs
+
+
+def repeat_mean_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The macro OvO AUC of each repeat's pooled out-of-fold probabilities `(R, n, C)` (or `(n, C)`), averaged."""
+    return float(np.mean([macro_ovo_auc(labels, p) for p in _by_repeat(probs)]))
+
+
+def _repeat_mean_replicates(labels: np.ndarray, probs: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.mean([macro_ovo_auc_replicates(labels, p, idx) for p in _by_repeat(probs)], axis=0)
+
+
+def repeat_mean_auc_ci(labels: np.ndarray, probs: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                       alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile CI of `repeat_mean_auc`: each replicate resamples the patients once (stratified) and scores
+    every repeat's predictions of those patients, so the interval describes patient sampling given the models."""
+    per_repeat = _by_repeat(probs)
+    labels, _ = check_labels_probs(labels, per_repeat[0])
+    idx = _stratified_indices(labels, n_boot, seed)
+    return _percentile_ci(_repeat_mean_replicates(labels, per_repeat, idx), alpha)
+
+
 def paired_bootstrap_macro_auc(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray,
                                n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Paired stratified bootstrap comparison of the macro OvO AUCs of methods A and B.
 
-    `probs_a`, `probs_b`: `(n, C)` probabilities of the same n patients in the same order.
+    `probs_a`, `probs_b`: `(n, C)` probabilities of the same n patients in the same order, or `(R, n, C)` for R
+    repeated partitions (the AUC is then the mean over repeats of each repeat's pooled AUC).
     Returns `auc_a`, `auc_b`, `diff` (A - B), `ci_diff`, `ci_a`, `ci_b` (percentile), `sd_diff`, `z`,
     `p` (two-sided), `n_boot`, `seed`.
     """
     if np.shape(probs_a) != np.shape(probs_b):
         raise ValueError(f"probs_a {np.shape(probs_a)} and probs_b {np.shape(probs_b)} differ in shape")
-    labels, probs_a = check_labels_probs(labels, probs_a)
-    _, probs_b = check_labels_probs(labels, probs_b)
-    auc_a = macro_ovo_auc(labels, probs_a)
-    auc_b = macro_ovo_auc(labels, probs_b)
+    probs_a, probs_b = _by_repeat(probs_a), _by_repeat(probs_b)
+    for pa, pb in zip(probs_a, probs_b):
+        labels, _ = check_labels_probs(labels, pa)
+        check_labels_probs(labels, pb)
+    auc_a = repeat_mean_auc(labels, probs_a)
+    auc_b = repeat_mean_auc(labels, probs_b)
     idx = _stratified_indices(labels, n_boot, seed)
-    boot = np.stack([macro_ovo_auc_replicates(labels, probs_a, idx),
-                     macro_ovo_auc_replicates(labels, probs_b, idx)], axis=1)
+    boot = np.stack([_repeat_mean_replicates(labels, probs_a, idx),
+                     _repeat_mean_replicates(labels, probs_b, idx)], axis=1)
     diffs = boot[:, 0] - boot[:, 1]
     diff = auc_a - auc_b
     sd = float(np.std(diffs, ddof=1)) if n_boot > 1 else float("nan")

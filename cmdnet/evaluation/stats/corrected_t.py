@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as t_dist
 
-from cmdnet.evaluation.errors import InputError
+from cmdnet.errors import InputError
 
 
 def corrected_resampled_t(differences, n_train, n_test, *, alpha: float = 0.05) -> dict:
