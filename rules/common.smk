@@ -9,10 +9,11 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import min_version
 
-from cmdnet.config import ConfigError, deep_merge, validate as validate_config
+from cmdnet.config import ConfigError, validate as validate_config
 from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
 from cmdnet.mvi.methods import METHODS, TEACHERS, method_spec, spec as mvi_spec, teachers_needed
 from cmdnet.mvi.objective import check_objectives
+from cmdnet.mvi.settings import job_settings
 
 min_version("9.0")
 
@@ -133,21 +134,5 @@ def method_inputs(wildcards):
 
 
 def mvi_training_params(name):
-    """The settings one teacher's or method's jobs depend on, with its `mvi.overrides` entry merged in.
-
-    Rules pass only this as `params`, so changing one method's settings reruns only that method's jobs
-    (Snakemake reruns a job whose params changed).
-    """
-    entry = mvi_spec(name)
-    override = config["mvi"].get("overrides", {}).get(name) or {}
-    settings = {"model": deep_merge(config["mvi"]["model"], override.get("model")),
-                "training": deep_merge(config["mvi"]["training"], override.get("training")),
-                "objective": deep_merge(config["mvi"]["objectives"][entry.objective], override.get("objective")),
-                "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
-                "phases": MVI_PHASES}
-    if name in METHODS and entry.distilled:
-        settings["distillation"] = dict(config["mvi"]["distillation"])
-        if DISTILLATION_MODE == "joint":
-            settings["teacher_objective"] = config["mvi"]["objectives"][TEACHERS[entry.teacher].objective]
-    return settings
-
+    """The settings one teacher's or method's jobs depend on (`cmdnet.mvi.settings.job_settings`)."""
+    return job_settings(config, name)

@@ -200,7 +200,7 @@ def test_rerun_after_a_failed_job_submits_only_what_is_missing(failed_then_resum
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_CONFIG = REPO / "tests" / "configs" / "slurm.yaml"
-TRAINING_RULES = ("train_teacher", "train_student", "train_grade_fold")
+TRAINING_RULES = ("train_teacher", "train_method", "train_grade_fold")
 
 
 @pytest.fixture(scope="session")

@@ -36,32 +36,43 @@ def tiny_run(tmp_path_factory) -> Path:
     return workdir
 
 
-def test_all_four_tables_are_written_with_the_papers_rows_and_columns(tiny_run):
+def test_every_table_is_written_with_the_papers_rows_and_columns(tiny_run):
     tables = tiny_run / "results" / "tables"
-    for stem in ["table1_mvi", "table2_mvi_ablation", "table1_grade", "table2_grade_fusion"]:
+    for stem in ["table1_mvi", "table2_mvi_ablation", "table_mvi_binary", "table1_grade", "table2_grade_fusion"]:
         for ext in ["md", "csv", "tex"]:
             assert (tables / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext} missing or empty"
     t1 = pd.read_csv(tables / "table1_mvi.csv")
     assert list(t1["method"]) == ["kd_ours", "ours"], "Table 1 rows: configured Table-1 methods, ours last"
-    assert t1.loc[t1["method"] == "kd_ours", "p-value (t-test)"].between(0, 1).all()
+    kd = t1[t1["method"] == "kd_ours"].iloc[0]
+    assert 0 <= kd["p-value (corrected t)"] <= kd["p-value (corrected t, Holm)"] <= 1
+    assert kd["auc_diff_ci_low"] <= kd["auc_diff_mean"] <= kd["auc_diff_ci_high"]
     t2 = pd.read_csv(tables / "table2_mvi_ablation.csv")
     assert list(t2["method"]) == ["s_pre_hbp", "ours"]
     md = (tables / "table1_mvi.md").read_text()
-    assert "| Method | F1-score (%) | Accuracy (%) | AUC (%) | p-value (t-test) | p-value (bootstrap) |" in md
-    assert "3-fold cross-validation" in md
+    assert ("| Method | F1-score (%) | Accuracy (%) | AUC (%) | p-value (corrected t) | p-value (corrected t, Holm) "
+            "| p-value (bootstrap, conditional on the models) |") in md
+    assert "2 x 3-fold cross-validation (6 test folds)" in md and "Primary test: corrected resampled t-test" in md
+    binary = pd.read_csv(tables / "table_mvi_binary.csv")
+    assert list(binary["method"]) == ["s_pre_hbp", "kd_ours", "ours", "teacher"]
     g1 = pd.read_csv(tables / "table1_grade.csv")
     assert list(g1["Method"]) == ["3D local", "3D local and non-local fusion"]
     for name in ["roc_pairwise", "confusion_matrix", "calibration", "training_curves_ours"]:
         assert (tiny_run / "results" / "figures" / "mvi" / f"{name}.png").stat().st_size > 1000
 
 
-def test_out_of_fold_predictions_cover_every_patient_once(tiny_run):
+def test_out_of_fold_predictions_cover_every_patient_once_per_repeat(tiny_run):
     labels = pd.read_parquet(tiny_run / "results" / "cohort" / "labels.parquet")
     for method in ["s_pre_hbp", "kd_ours", "ours"]:
         pred = pd.read_parquet(tiny_run / "results" / "mvi" / "methods" / method / "oof_predictions.parquet")
-        assert sorted(pred["patient_id"]) == sorted(labels["patient_id"])
+        assert sorted(pred["repeat"].unique()) == [0, 1], "tiny.yaml asks for two repeated partitions"
+        for _, one in pred.groupby("repeat"):
+            assert sorted(one["patient_id"]) == sorted(labels["patient_id"])
         merged = pred.merge(labels, on="patient_id")
         assert (merged["label"] == merged["mvi"]).all()
+    folds = pd.read_parquet(tiny_run / "results" / "folds" / "mvi.parquet")
+    assert list(folds.columns) == ["patient_id", "repeat", "fold"]
+    by_repeat = folds.pivot(index="patient_id", columns="repeat", values="fold")
+    assert (by_repeat[0] != by_repeat[1]).any(), "the two partitions must differ"
 
 
 def test_training_jobs_claimed_the_fake_gpus(tiny_run):
@@ -101,17 +112,17 @@ def test_changing_one_methods_config_reruns_only_that_methods_jobs(tiny_run, tmp
     override.write_text("mvi:\n  overrides:\n    kd_ours:\n      training: {epochs: 3}\n")
     proc = snakemake(tiny_run, "--cores", "1", "-n", "--configfile", str(TINY), str(override))
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert stats.get("train_student") == "3", f"expected only kd_ours' 3 folds to retrain: {stats}"
+    assert stats.get("train_method") == "6", f"expected only kd_ours' 2 x 3 folds to retrain: {stats}"
     assert stats.get("predict_mvi") == "1" and "train_teacher" not in stats, stats
-    assert "kd_ours" in proc.stdout and "[ours fold" not in proc.stdout
+    assert "kd_ours" in proc.stdout and "method=ours," not in proc.stdout
 
 
-def test_a_distillation_setting_reruns_only_the_distilled_methods(tiny_run, tmp_path):
-    override = tmp_path / "distill.yaml"
-    override.write_text("mvi:\n  distillation: {temperature: 2.0}\n")
+def test_an_objective_setting_reruns_only_the_methods_trained_with_it(tiny_run, tmp_path):
+    override = tmp_path / "objective.yaml"
+    override.write_text("mvi:\n  objectives:\n    cmdnet: {class_kd: {weight: 1.0, temperature: 2.0}}\n")
     proc = snakemake(tiny_run, "--cores", "1", "-n", "--configfile", str(TINY), str(override))
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert stats.get("train_student") == "6", f"kd_ours and ours (3 folds each) distil; s_pre_hbp does not: {stats}"
+    assert stats.get("train_method") == "6", f"only ours (2 x 3 folds) uses the cmdnet objective: {stats}"
     assert "train_teacher" not in stats and "dicom_to_nifti" not in stats, stats
 
 

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from cmdnet.config import ConfigError
 from cmdnet.errors import CohortError, InputError
-from cmdnet.data.roi import RoiParams, assemble_dataset, extract_roi, load_dataset, load_mask_on_image_grid
+from cmdnet.data.datasets import assemble_dataset, load_dataset
+from cmdnet.data.roi import RoiParams, extract_roi, load_mask_on_image_grid
 from tests.conftest import shared_dicom_case
 
 SIZE_XYZ = (40, 40, 20)
@@ -73,7 +75,7 @@ def _run(case, tmp_path, params=RoiParams(), patient="SYN001", phase="AP", mask=
 def test_params_from_dict_names_unknown_key_and_converts_lists():
     p = RoiParams.from_dict({"crop_shape_xyz": [32, 32, 16], "margin_mm": 5})
     assert p.crop_shape_xyz == (32, 32, 16) and p.margin_mm == 5
-    with pytest.raises(InputError, match="margn_mm"):
+    with pytest.raises(ConfigError, match="config roi: unknown key.*margn_mm"):
         RoiParams.from_dict({"margn_mm": 5})
     with pytest.raises(InputError, match="normalisation"):
         RoiParams(normalisation="minmax")
@@ -282,7 +284,8 @@ def test_assemble_dataset_stacks_phases_in_order(case, tmp_path):
                         patient=pid, phase=phase)
             paths[(pid, phase)] = out
     out = tmp_path / "datasets" / "mvi.npz"
-    manifest = assemble_dataset(paths, ["HBP", "PRE"], out, with_patches_of="HBP")
+    manifest = assemble_dataset(paths, ["HBP", "PRE"], out, tmp_path / "datasets" / "mvi_manifest.parquet",
+                                with_patches_of="HBP")
     data = load_dataset(out)
     assert list(data["patient_id"]) == ["SYN001", "SYN002"]
     assert data["images"].shape == (2, 2, 12, 24, 24) and data["images"].dtype == np.float32
@@ -306,10 +309,11 @@ def test_assemble_dataset_refuses_mismatched_shapes(case, tmp_path):
         paths[(pid, "PRE")] = out
     target = tmp_path / "ds.npz"
     with pytest.raises(CohortError, match=r"patient SYN002.*\(12, 24, 20\)"):
-        assemble_dataset(paths, ["PRE"], target)
+        assemble_dataset(paths, ["PRE"], target, tmp_path / "manifest.parquet")
     assert not target.exists()
     with pytest.raises(CohortError, match="patient SYN001, phase HBP"):
-        assemble_dataset({("SYN001", "PRE"): paths[("SYN001", "PRE")]}, ["PRE", "HBP"], target)
+        assemble_dataset({("SYN001", "PRE"): paths[("SYN001", "PRE")]}, ["PRE", "HBP"], target,
+                         tmp_path / "manifest.parquet")
 
 
 # ----------------------------------------------------------------------------------------- real case

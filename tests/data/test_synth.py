@@ -14,6 +14,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
+from cmdnet.config import ConfigError
 from cmdnet.errors import InputError
 from cmdnet.data.synth import PHASES, SynthParams, exact_counts, patient_ids, plan_cohort, render_phase, write_cohort
 from cmdnet.data.synth.clinical import ITEMS
@@ -56,7 +57,7 @@ def test_patient_ids_and_exact_class_counts():
 
 def test_from_dict_rejects_unknown_key_and_bad_values():
     assert SynthParams.from_dict({"n_patients": 5, "pixel_spacing_mm": [2.5, 3.0]}).pixel_spacing_mm == (2.5, 3.0)
-    with pytest.raises(InputError, match="'n_patiens'"):
+    with pytest.raises(ConfigError, match="config synthetic: unknown key.*n_patiens"):
         SynthParams.from_dict({"n_patiens": 5})
     with pytest.raises(InputError, match="missing_rate"):
         SynthParams(missing_rate=1.5)

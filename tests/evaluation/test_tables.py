@@ -28,9 +28,10 @@ def _tiny():
 
 
 def test_render_table_writes_three_formats(tmp_path):
-    paths = render_table(_tiny(), title="Table 1: results", columns=["Method", "AUC (%)", "Loss", "p-value"],
-                         bold_best={"AUC (%)": "max", "Loss": "min"}, footnote="mean ± SD; t-test",
-                         out_stem=tmp_path / "t1")
+    written = render_table(_tiny(), title="Table 1: results", columns=["Method", "AUC (%)", "Loss", "p-value"],
+                           bold_best={"AUC (%)": "max", "Loss": "min"}, footnote="mean ± SD; t-test",
+                           out_paths=[tmp_path / "t1.md", tmp_path / "t1.csv", tmp_path / "t1.tex"])
+    paths = {p.suffix[1:]: p for p in written}
     assert set(paths) == {"md", "csv", "tex"} and all(p.exists() for p in paths.values())
     md = paths["md"].read_text().splitlines()
     assert md[2] == "| Method | AUC (%) | Loss | p-value |"
@@ -48,39 +49,28 @@ def test_render_table_writes_three_formats(tmp_path):
 
 def test_render_table_rejects_unknown_column(tmp_path):
     with pytest.raises(ValueError, match="F1"):
-        render_table(_tiny(), title="x", columns=["Method", "F1"], out_stem=tmp_path / "t")
+        render_table(_tiny(), title="x", columns=["Method", "F1"], out_paths=[tmp_path / "t.md"])
 
 
 def _folds(rng, center, n=5, cols=("macro_f1", "accuracy", "auc_macro_ovo"), extra=None):
-    data = {"fold": np.arange(n), **{c: center + rng.normal(0, 0.01, n) for c in cols}}
+    data = {"repeat": 0, "fold": np.arange(n), "n": 12, **{c: center + rng.normal(0, 0.01, n) for c in cols}}
     data.update(extra or {})
     return pd.DataFrame(data)
 
 
-def _pooled(rng, strength, n=60):
-    labels = np.repeat([0, 1, 2], n // 3)
-    logits = rng.normal(size=(n, 3))
-    logits[np.arange(n), labels] += strength
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return pd.DataFrame({"patient_id": [f"SYN{i:03d}" for i in range(n)], "fold": np.arange(n) % 5,
-                         "label": labels, **{f"prob_{c}": probs[:, c] for c in range(3)}})
-
-
-def test_mvi_table1_rows_pvalues_and_bold(tmp_path):
+def test_mvi_table1_rows_pvalue_columns_and_bold(tmp_path):
     rng = np.random.default_rng(0)
     per_fold = {"ours": _folds(rng, 0.72), "concat": _folds(rng, 0.65)}
-    pooled = {"ours": _pooled(rng, 2.0), "concat": _pooled(rng, 0.2)}
-    spec = mvi_table1(per_fold, reference="ours", pooled_predictions=pooled,
-                      display_names={"ours": "Our method", "concat": "Concat"}, n_boot=50, seed=1)
+    spec = mvi_table1(per_fold, reference="ours", p_values={"p-value (primary)": {"concat": 0.0012}},
+                      display_names={"ours": "Our method", "concat": "Concat"}, footnote="Primary test: X.")
     assert list(spec.rows["Method"]) == ["Concat", "Our method"]  # reference last
-    assert spec.columns == ["Method", "F1-score (%)", "Accuracy (%)", "AUC (%)", "p-value (t-test)",
-                            "p-value (bootstrap)"]
-    assert spec.rows.loc[0, "p-value (t-test)"] < 1e-3 and spec.rows.loc[0, "p-value (bootstrap)"] < 0.05
-    assert pd.isna(spec.rows.loc[1, "p-value (t-test)"])
+    assert spec.columns == ["Method", "F1-score (%)", "Accuracy (%)", "AUC (%)", "p-value (primary)"]
+    assert spec.rows.loc[0, "p-value (primary)"] == 0.0012 and pd.isna(spec.rows.loc[1, "p-value (primary)"])
     assert spec.rows.loc[1, "AUC (%) mean"] == pytest.approx(per_fold["ours"]["auc_macro_ovo"].mean())
-    assert "t-test" in spec.footnote and "bootstrap" in spec.footnote and "Hand & Till" in spec.footnote
-    md = spec.write(tmp_path / "mvi_table1")["md"].read_text()
+    assert "Primary test: X." in spec.footnote and "Hand & Till" in spec.footnote
+    md = spec.write([tmp_path / "mvi_table1.md"])[0].read_text()
     assert "| **" in md.splitlines()[5]  # our method bold
+    assert "1.20e-3" in md
 
 
 def test_mvi_table2_and_grading_table(tmp_path):
@@ -88,15 +78,17 @@ def test_mvi_table2_and_grading_table(tmp_path):
     spec = mvi_table2({"s_pre": _folds(rng, 0.6), "ours": _folds(rng, 0.7)},
                       teacher_student={"s_pre": "S", "ours": "S → T"},
                       display_names={"s_pre": "S-pre", "ours": "Our method"})
-    tex = spec.write(tmp_path / "t2")["tex"].read_text()
+    tex = spec.write([tmp_path / "t2.tex"])[0].read_text()
     assert r"Our method & S $\rightarrow$ T & \textbf{" in tex
     gcols = ("accuracy", "sensitivity", "specificity", "auc")
     per_fold = {m: _folds(rng, c, n=40, cols=gcols, extra={"repeat": np.repeat(np.arange(10), 4),
                                                            "fold": np.tile(np.arange(4), 10)})
                 for m, c in (("local3d", 0.88), ("fusion3d", 0.93))}
+    for frame in per_fold.values():
+        frame.drop(columns="n", inplace=True)
     g = grading_table(per_fold, title="Table 1", display_names={"local3d": "3D local",
                                                                "fusion3d": "3D local and non-local fusion"})
     assert g.columns == ["Method", "Accuracy", "Sensitivity", "Specificity", "AUC"]
     assert "40 test folds" in g.footnote
-    md = g.write(tmp_path / "g1")["md"].read_text().splitlines()
+    md = g.write([tmp_path / "g1.md"])[0].read_text().splitlines()
     assert md[5].startswith("| 3D local and non-local fusion | **93.")

@@ -64,9 +64,12 @@ def build_product_case(root: Path) -> ProductCase:
     """The shared fixture's data (see the module docstring); about 10 s on one core."""
     if "case" in _CACHE:
         return _CACHE["case"]
-    from cmdnet.data.folds import make_folds
-    from cmdnet.stages import assemble, convert_patient, extract_patient_roi, write_labels
+    from cmdnet import stages
+    from cmdnet.config import deep_merge, default_config
+    from cmdnet.data.folds import make_repeated_folds
     from cmdnet.data.synth import SynthParams, write_cohort
+    from cmdnet.labels import outcome
+    from cmdnet.mvi.settings import job_settings
     from cmdnet.mvi.training.fold import load_mvi_data, predict_fold, train_method_fold
 
     cohort = root / "cohort"
@@ -76,23 +79,28 @@ def build_product_case(root: Path) -> ProductCase:
     nifti, roi_dir = root / "nifti", root / "roi"
     roi_files = []
     for pid in ids:
-        images = [nifti / pid / f"{p}.nii.gz" for p in PHASES]
-        outs = [roi_dir / pid / f"{p}.npz" for p in PHASES]
-        convert_patient(sheet, COHORT_CFG, pid, PHASES, images)
-        extract_patient_roi(sheet, COHORT_CFG, ROI_CFG, pid, PHASES, images, outs, patch_phase=None, seed=0)
-        roi_files += [str(o) for o in outs]
-    assemble(roi_files, ids, PHASES, root / "mvi.npz", patches_of=None)
-    labels_table = write_labels(sheet, COHORT_CFG, PHASES, root / "labels.parquet")
-    labels = labels_table.set_index("patient_id")["mvi"].astype(int)
-    folds = make_folds(labels, 3, seed=0)
+        images = [str(nifti / pid / f"{p}.nii.gz") for p in PHASES]
+        outs = [str(roi_dir / pid / f"{p}.npz") for p in PHASES]
+        stages.dicom_to_nifti(sheet=sheet, cohort=COHORT_CFG, patient=pid, phases=PHASES, out_images=images,
+                              out_sidecars=[i.replace(".nii.gz", ".json") for i in images])
+        stages.extract_roi(sheet=sheet, cohort=COHORT_CFG, roi=ROI_CFG, patient=pid, phases=PHASES,
+                           patch_phase=None, seed=0, images=images, out_rois=outs)
+        roi_files += outs
+    stages.assemble_dataset(rois=roi_files, patients=ids, phases=PHASES, patches_of=None,
+                            out_dataset=root / "mvi.npz", out_manifest=root / "mvi_manifest.parquet")
+    stages.cohort_labels(sheet=sheet, cohort=COHORT_CFG, phases=PHASES, out_labels=root / "labels.parquet")
+    labels = outcome(root / "labels.parquet", "mvi")
+    folds = make_repeated_folds(labels, 3, 1, seed=0)
     data = load_mvi_data(root / "mvi.npz", root / "labels.parquet", PHASES)
+    settings = job_settings(deep_merge(default_config(), {"seed": 0, "folds": {"inner_validation_fraction": 0.34},
+                                                          "mvi": {"model": MODEL_CFG, "training": TRAIN_CFG}}),
+                            METHOD)
     models, oof = {}, []
     for fold in (0, 1):
         models[fold] = root / METHOD / f"fold{fold}" / "model.pt"
-        train_method_fold(data, folds, fold, METHOD, MODEL_CFG, TRAIN_CFG, {}, seed=0, inner_fraction=0.34,
-                          out_model=models[fold], out_history=models[fold].with_name("history.csv"),
-                          progress=lambda _: None)
-        oof.append(predict_fold(models[fold], data, folds, fold))
+        train_method_fold(data, folds, METHOD, 0, fold, settings, out_model=models[fold],
+                          out_history=models[fold].with_name("history.csv"), progress=lambda _: None)
+        oof.append(predict_fold(models[fold], data, folds, progress=lambda _: None)[0])
     # The product must work without any clinical input: remove it before anything is predicted.
     for name in ("clinical.csv", "clinical_dictionary.csv"):
         (cohort / name).unlink()

@@ -31,7 +31,7 @@ DEFAULT_PROFILE = REPO / "profiles" / "default"
 DEMO_SNAKEFILE = HERE / "demo" / "Snakefile"
 
 # Options for the local test cluster only. It has no slurmdbd, so `sacct` fails: poll with `squeue`
-# (slurm.conf keeps finished jobs visible for MinJobAge = 300 s >= 3 x the first-check delay).
+# (slurm.conf keeps finished jobs visible for MinJobAge = 3600 s, longer than a whole test run).
 # The plugin checks first after this delay and then every +10 s until some job has finished; a demo
 # job takes 5-7 s from submission (mostly Snakemake starting inside it), so 10 s catches each DAG level
 # at the first check. Successful jobs' SLURM logs are kept for inspection.

@@ -46,7 +46,9 @@ def test_student_shapes_and_gradients(shape):
     model = Student(in_shape_zyx=shape, width=0.125)
     out = model(_images(shape))
     assert out.logits.shape == (2, 3)
-    assert set(out.features) == {"hbp", "pre", "fused"}
+    stages = {f"{p}_stage{k}" for p in ("hbp", "pre") for k in range(1, 5)}
+    assert set(out.features) == {"hbp", "pre", "fused"} | stages
+    assert out.features["pre_stage1"].shape[1] == 8 and out.features["pre_stage4"].shape[1] == 32
     out.logits.sum().backward()
     _assert_all_params_get_gradients(model)
 
@@ -223,7 +225,7 @@ def test_single_phase_variants(phase):
     t_out = teacher(_images(phases=1), torch.randn(2, N_CLIN))
     s_out = student(_images(phases=1))
     for out in (t_out, s_out):
-        assert set(out.features) == {phase.lower(), "fused"}
+        assert set(out.features) == {phase.lower(), "fused"} | {f"{phase.lower()}_stage{k}" for k in range(1, 5)}
         assert out.logits.shape == (2, 3)
         assert torch.equal(out.features["fused"], out.features[phase.lower()])
 

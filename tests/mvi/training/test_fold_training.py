@@ -1,4 +1,4 @@
-"""Per-fold MVI training: fold isolation, resumption after a kill, determinism, predictions."""
+"""Per-fold MVI training: fold isolation, resumption after a kill, determinism, predictions, the objective."""
 
 from __future__ import annotations
 
@@ -9,21 +9,29 @@ import pandas as pd
 import pytest
 import torch
 
+from cmdnet.config import deep_merge, default_config
 from cmdnet.data.clinical import ClinicalPreprocessor
-from cmdnet.data.folds import make_folds
-from cmdnet.mvi.losses import FocalLoss
+from cmdnet.data.folds import make_repeated_folds
+from cmdnet.labels import MVI_CLASSES
+from cmdnet.mvi.losses import TermContext
 from cmdnet.mvi.models import build_model
+from cmdnet.mvi.objective import SupervisedTask, build_objective
+from cmdnet.mvi.settings import job_settings
 from cmdnet.mvi.training.data import FoldArrays
-from cmdnet.mvi.training.loop import TrainConfig, fit
 from cmdnet.mvi.training.fold import MviData, load_model, predict_fold, train_method_fold, train_teacher_fold
-from cmdnet.mvi.objective import SupervisedTask
+from cmdnet.mvi.training.loop import TrainConfig, fit
 
 SHAPE = (4, 12, 12)
-MODEL_CFG = {"width": 0.125, "feature_dim": 16, "norm": "batch",
-             "cross_attention": {"n_tokens": 4, "softmax": "separate", "scaling": "sqrt_d", "residual": True}}
-TRAIN_CFG = {"epochs": 3, "batch_size": 8, "lr": 3e-3, "augmentation": {"flip": True, "rotate_deg": 5.0,
-                                                                          "intensity_jitter": 0.05}}
-DISTILL_CFG = {"temperature": 2.0}
+TEST_CONFIG = {"seed": 1, "folds": {"inner_validation_fraction": 0.25},
+               "mvi": {"model": {"width": 0.125, "feature_dim": 16, "cross_attention": {"n_tokens": 4}},
+                       "training": {"epochs": 3, "batch_size": 8, "lr": 3e-3,
+                                    "augmentation": {"flip": True, "rotate_deg": 5.0, "intensity_jitter": 0.05}},
+                       "objectives": {"cmdnet": {"class_kd": {"temperature": 2.0}}}}}
+
+
+def settings(name: str, **changes) -> dict:
+    """The job settings of `name` under the test configuration (config.yaml with TEST_CONFIG and `changes`)."""
+    return job_settings(deep_merge(deep_merge(default_config(), TEST_CONFIG), changes), name)
 
 
 def tiny_cohort(n: int = 36, seed: int = 0) -> MviData:
@@ -46,17 +54,16 @@ def tiny_cohort(n: int = 36, seed: int = 0) -> MviData:
 @pytest.fixture(scope="module")
 def folds():
     data = tiny_cohort()
-    return make_folds(data.labels, 3, seed=0)
+    return make_repeated_folds(data.labels, 3, 1, seed=0)
 
 
-def _train_pair(data, folds, tmp, fold=0):
+def _train_pair(data, folds, tmp, fold=0, **changes):
     teacher = tmp / "teacher.pt"
-    train_teacher_fold(data, folds, fold, "teacher", MODEL_CFG, TRAIN_CFG, seed=1, inner_fraction=0.25,
-                       out_model=teacher, out_history=tmp / "teacher.csv", progress=lambda _: None)
+    train_teacher_fold(data, folds, "teacher", 0, fold, settings("teacher", **changes), out_model=teacher,
+                       out_history=tmp / "teacher.csv", progress=lambda _: None)
     student = tmp / "ours.pt"
-    train_method_fold(data, folds, fold, "ours", MODEL_CFG, TRAIN_CFG, DISTILL_CFG, seed=1, inner_fraction=0.25,
-                      out_model=student, out_history=tmp / "ours.csv", teacher_path=teacher,
-                      progress=lambda _: None)
+    train_method_fold(data, folds, "ours", 0, fold, settings("ours", **changes), out_model=student,
+                      out_history=tmp / "ours.csv", teacher=teacher, progress=lambda _: None)
     return teacher, student
 
 
@@ -86,11 +93,12 @@ def test_test_fold_patients_cannot_influence_teacher_student_or_clinical_scaler(
     assert json.loads(payload["clinical_preprocessor"]) == json.loads(
         torch.load(teacher_b, weights_only=True)["clinical_preprocessor"])
 
-    predictions = predict_fold(student_a, data, folds, 0)
+    predictions, validation = predict_fold(student_a, data, folds, progress=lambda _: None)
     assert sorted(predictions["patient_id"]) == sorted(test_ids)
+    assert (predictions["repeat"] == 0).all() and (predictions["fold"] == 0).all()
     assert np.allclose(predictions[["prob_0", "prob_1", "prob_2"]].sum(axis=1), 1.0, atol=1e-5)
-    with pytest.raises(ValueError, match="fold"):
-        predict_fold(student_a, data, folds, 1)
+    assert not set(validation["patient_id"]) & set(test_ids), "thresholds must come from the training patients"
+    assert sorted(validation["patient_id"]) == sorted(payload["val_ids"])
 
 
 def test_student_model_file_needs_no_clinical_input(tmp_path, folds):
@@ -103,15 +111,18 @@ def test_student_model_file_needs_no_clinical_input(tmp_path, folds):
     assert out.logits.shape == (2, 3)
 
 
-def _supervised_fit(tmp_path, *, checkpoint, stop_after=None, epochs=4, channels_last=False):
+def _supervised_fit(tmp_path, *, checkpoint, stop_after=None, epochs=4, channels_last=False, precision="fp32"):
     data = tiny_cohort()
     train = FoldArrays(data.images[:24], data.labels.to_numpy()[:24], data.patient_ids[:24])
     val = FoldArrays(data.images[24:], data.labels.to_numpy()[24:], data.patient_ids[24:])
     torch.manual_seed(3)
     model = build_model("student", in_shape_zyx=SHAPE, width=0.125, feature_dim=16,
                         ca_kwargs={"n_tokens": 4})
-    task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
-    cfg = TrainConfig.from_dict({**TRAIN_CFG, "epochs": epochs, "channels_last": channels_last})
+    job = settings("s_pre_hbp", mvi={"training": {"epochs": epochs, "channels_last": channels_last,
+                                                  "precision": precision}})
+    cfg = TrainConfig.from_dict(job["training"])
+    objective = build_objective(job["objective"], TermContext(train.labels, len(MVI_CLASSES), cfg), "test")
+    task = SupervisedTask(model, objective, uses_clinical=False)
     result = fit(task, train, val, cfg, seed=3, checkpoint_path=checkpoint, fingerprint="job",
                  progress=lambda _: None, stop_after_epoch=stop_after)
     return model, result
@@ -141,11 +152,62 @@ def test_same_seed_same_numbers_and_checkpoint_of_another_config_is_ignored(tmp_
 
 def test_preprocessor_saved_with_teacher_reproduces_training_fold_statistics(tmp_path, folds):
     data = tiny_cohort()
-    train_teacher_fold(data, folds, 1, "teacher", MODEL_CFG, {**TRAIN_CFG, "epochs": 1}, seed=0,
-                       inner_fraction=0.25, out_model=tmp_path / "t.pt", out_history=tmp_path / "t.csv",
-                       progress=lambda _: None)
+    train_teacher_fold(data, folds, "teacher", 0, 1, settings("teacher", mvi={"training": {"epochs": 1}}),
+                       out_model=tmp_path / "t.pt", out_history=tmp_path / "t.csv", progress=lambda _: None)
     payload = torch.load(tmp_path / "t.pt", weights_only=True)
     saved = ClinicalPreprocessor.from_dict(json.loads(payload["clinical_preprocessor"]))
     train_ids = payload["train_ids"]
     refit = ClinicalPreprocessor(data.dictionary).fit(data.clinical.loc[train_ids])
     np.testing.assert_array_equal(saved.transform(data.clinical), refit.transform(data.clinical))
+
+
+def test_teacher_and_student_start_from_independent_weights(tmp_path, folds):
+    data = tiny_cohort()
+    teacher, student = _train_pair(data, folds, tmp_path, mvi={"training": {"epochs": 1, "lr": 1e-12}})
+    t, s = _weights(teacher), _weights(student)
+    shared = [k for k in s if k.startswith("encoders.pre.blocks.0.layers.0") and k.replace("encoders.pre.",
+              "encoders.pre.image.") in t]
+    assert shared, "the test must compare the first convolution of both PRE encoders"
+    for key in shared:
+        assert not torch.allclose(s[key], t[key.replace("encoders.pre.", "encoders.pre.image.")]), \
+            "the student's PRE encoder started as a copy of the teacher's"
+
+
+def test_every_weighted_term_is_logged_and_they_add_up_to_the_loss(tmp_path, folds):
+    data = tiny_cohort()
+    _train_pair(data, folds, tmp_path, mvi={"training": {"epochs": 2}})
+    history = pd.read_csv(tmp_path / "ours.csv")
+    terms = ["train_focal", "train_class_kd", "train_feature_kd"]
+    assert set(terms) <= set(history.columns)
+    assert (history[terms] > 0).all().all(), "each term of the objective must act"
+    np.testing.assert_allclose(history[terms].sum(axis=1), history["train_loss"], rtol=1e-5)
+
+
+def test_similarity_preserving_term_compares_every_stage_of_both_encoders(tmp_path, folds):
+    data = tiny_cohort()
+    teacher, _ = _train_pair(data, folds, tmp_path, mvi={"training": {"epochs": 1}})
+    train_method_fold(data, folds, "sp_ours", 0, 0, settings("sp_ours", mvi={"training": {"epochs": 1}}),
+                      out_model=tmp_path / "sp.pt", out_history=tmp_path / "sp.csv", teacher=teacher,
+                      progress=lambda _: None)
+    history = pd.read_csv(tmp_path / "sp.csv")
+    assert history.loc[0, "train_sp_kd"] >= 0.05 * history.loc[0, "train_focal"], \
+        "at Tung & Mori's operating point the SP term must not vanish beside the supervised term"
+
+
+def test_joint_distillation_trains_the_teacher_alongside_the_student(tmp_path, folds):
+    data = tiny_cohort()
+    joint = settings("ours", mvi={"distillation": {"mode": "joint"}, "training": {"epochs": 2}})
+    assert "teacher_objective" in joint
+    train_method_fold(data, folds, "ours", 0, 0, joint, out_model=tmp_path / "ours.pt",
+                      out_history=tmp_path / "ours.csv", progress=lambda _: None)
+    history = pd.read_csv(tmp_path / "ours.csv")
+    assert "train_teacher_focal" in history.columns and (history["train_teacher_focal"] > 0).all()
+    np.testing.assert_allclose(history.filter(regex="^train_(?!loss)").sum(axis=1), history["train_loss"],
+                               rtol=1e-5)
+
+
+def test_mixed_precision_with_loss_scaling_runs_the_same_code_path_on_the_cpu(tmp_path):
+    _, fp32 = _supervised_fit(tmp_path, checkpoint=None, epochs=1)
+    _, fp16 = _supervised_fit(tmp_path, checkpoint=None, epochs=1, precision="fp16")
+    assert np.isfinite(fp16.history["train_loss"]).all()
+    assert abs(fp16.history.loc[0, "train_loss"] - fp32.history.loc[0, "train_loss"]) < 0.1

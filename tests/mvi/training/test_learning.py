@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmdnet.data.folds import make_folds
-from cmdnet.stages import (assemble, clean_clinical_stage, convert_patient, extract_patient_roi,
-                             write_labels)
+from cmdnet import stages
+from cmdnet.config import deep_merge, default_config
+from cmdnet.data.folds import make_repeated_folds
+from cmdnet.mvi.settings import job_settings
 from cmdnet.evaluation.stats.metrics import macro_ovo_auc
 from cmdnet.data.synth import SynthParams, write_cohort
 from cmdnet.data.synth.params import patient_ids
@@ -38,7 +39,8 @@ ROI_CFG = {"crop_shape_xyz": [16, 16, 8], "margin_mm": 10.0, "normalisation": "z
 MODEL_CFG = {"width": 0.125, "feature_dim": 16, "norm": "batch", "cross_attention": {"n_tokens": 4}}
 TRAIN_CFG = {"epochs": 15, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 1,
              "augmentation": {"flip": True, "rotate_deg": 5.0, "intensity_jitter": 0.05}}
-DISTILL_CFG = {"temperature": 4.0}
+CONFIG = deep_merge(default_config(), {"seed": 0, "folds": {"inner_validation_fraction": 0.25},
+                                       "mvi": {"model": MODEL_CFG, "training": TRAIN_CFG}})
 
 
 def prepare_cohort(root: Path) -> tuple[Path, Path, Path]:
@@ -50,33 +52,36 @@ def prepare_cohort(root: Path) -> tuple[Path, Path, Path]:
     ids = patient_ids(N_PATIENTS)
     roi_files = []
     for pid in ids:
-        images = [root / "nifti" / pid / f"{p}.nii.gz" for p in PHASES]
-        outs = [root / "roi" / pid / f"{p}.npz" for p in PHASES]
-        convert_patient(sheet, COHORT_CFG, pid, PHASES, images)
-        extract_patient_roi(sheet, COHORT_CFG, ROI_CFG, pid, PHASES, images, outs, patch_phase=None, seed=0)
-        roi_files += [str(o) for o in outs]
-    assemble(roi_files, ids, PHASES, root / "mvi.npz", patches_of=None)
-    write_labels(sheet, COHORT_CFG, PHASES, root / "labels.parquet")
-    clean_clinical_stage(cohort / "clinical.csv", cohort / "clinical_dictionary.csv", root / "labels.parquet",
-                         COHORT_CFG, root / "clinical.parquet", root / "missingness.csv")
+        images = [str(root / "nifti" / pid / f"{p}.nii.gz") for p in PHASES]
+        outs = [str(root / "roi" / pid / f"{p}.npz") for p in PHASES]
+        stages.dicom_to_nifti(sheet=sheet, cohort=COHORT_CFG, patient=pid, phases=PHASES, out_images=images,
+                              out_sidecars=[i.replace(".nii.gz", ".json") for i in images])
+        stages.extract_roi(sheet=sheet, cohort=COHORT_CFG, roi=ROI_CFG, patient=pid, phases=PHASES,
+                           patch_phase=None, seed=0, images=images, out_rois=outs)
+        roi_files += outs
+    stages.assemble_dataset(rois=roi_files, patients=ids, phases=PHASES, patches_of=None,
+                            out_dataset=root / "mvi.npz", out_manifest=root / "mvi_manifest.parquet")
+    stages.cohort_labels(sheet=sheet, cohort=COHORT_CFG, phases=PHASES, out_labels=root / "labels.parquet")
+    stages.clean_clinical(labels=root / "labels.parquet", clinical_sheet=cohort / "clinical.csv",
+                          dictionary=cohort / "clinical_dictionary.csv", cohort=COHORT_CFG,
+                          out_table=root / "clinical.parquet", out_missingness=root / "missingness.csv")
     return root / "mvi.npz", root / "labels.parquet", root / "clinical.parquet"
 
 
 def pooled_student_auc(root: Path, dataset: Path, labels_path: Path, clinical: Path) -> float:
     """Teacher + distilled student ("ours") per fold; the pooled out-of-fold macro one-vs-one AUC."""
-    data = load_mvi_data(dataset, labels_path, PHASES, clinical_path=clinical,
-                         dictionary_path=clinical.parent / "cohort" / "clinical_dictionary.csv")
-    folds = make_folds(data.labels.astype(int), K, seed=0)
+    data = load_mvi_data(dataset, labels_path, PHASES, clinical=clinical,
+                         dictionary=clinical.parent / "cohort" / "clinical_dictionary.csv")
+    folds = make_repeated_folds(data.labels.astype(int), K, 1, seed=0)
     oof = []
     for fold in range(K):
         out = root / f"fold{fold}"
         teacher = out / "teacher.pt"
-        train_teacher_fold(data, folds, fold, "teacher", MODEL_CFG, TRAIN_CFG, seed=0, inner_fraction=0.25,
-                           out_model=teacher, out_history=out / "teacher.csv", progress=lambda _: None)
-        train_method_fold(data, folds, fold, "ours", MODEL_CFG, TRAIN_CFG, DISTILL_CFG, seed=0, inner_fraction=0.25,
-                          out_model=out / "ours.pt", out_history=out / "ours.csv", teacher_path=teacher,
-                          progress=lambda _: None)
-        oof.append(predict_fold(out / "ours.pt", data, folds, fold))
+        train_teacher_fold(data, folds, "teacher", 0, fold, job_settings(CONFIG, "teacher"), out_model=teacher,
+                           out_history=out / "teacher.csv", progress=lambda _: None)
+        train_method_fold(data, folds, "ours", 0, fold, job_settings(CONFIG, "ours"), out_model=out / "ours.pt",
+                          out_history=out / "ours.csv", teacher=teacher, progress=lambda _: None)
+        oof.append(predict_fold(out / "ours.pt", data, folds, progress=lambda _: None)[0])
     pred = pd.concat(oof, ignore_index=True)
     assert sorted(pred["patient_id"]) == sorted(data.patient_ids), "every patient is predicted exactly once, out of fold"
     return macro_ovo_auc(pred["label"].to_numpy(), pred[["prob_0", "prob_1", "prob_2"]].to_numpy())

@@ -1,0 +1,32 @@
+"""The settings one MVI training job depends on, assembled from the whole configuration.
+
+The workflow passes exactly this to a teacher's or method's jobs (`params: settings`), so changing one method's
+settings reruns only that method's jobs (Snakemake reruns a job whose params changed); Python callers build the
+same thing from `cmdnet.config.default_config()` or their own config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cmdnet.config import deep_merge
+from cmdnet.mvi.methods import METHODS, TEACHERS, spec
+
+
+def job_settings(config: Mapping, name: str) -> dict:
+    """`model`, `training`, `objective` (the terms of its objective), with its `mvi.overrides` entry merged in;
+    `seed`, `inner_fraction`, `phases`; for a distilled method `distillation` and, in joint mode, the teacher's
+    objective as `teacher_objective`."""
+    mvi = config["mvi"]
+    entry = spec(name)
+    override = (mvi.get("overrides") or {}).get(name) or {}
+    settings = {"model": deep_merge(mvi["model"], override.get("model")),
+                "training": deep_merge(mvi["training"], override.get("training")),
+                "objective": deep_merge(mvi["objectives"][entry.objective], override.get("objective")),
+                "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
+                "phases": list(mvi["phases"])}
+    if name in METHODS and METHODS[name].distilled:
+        settings["distillation"] = dict(mvi["distillation"])
+        if mvi["distillation"]["mode"] == "joint":
+            settings["teacher_objective"] = mvi["objectives"][TEACHERS[entry.teacher].objective]
+    return settings
