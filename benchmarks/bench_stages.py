@@ -11,6 +11,7 @@ and imports per job on top of these figures: compare with `benchmarks/aggregate_
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cmdnet import pipeline  # noqa: E402
+from cmdnet import stages  # noqa: E402
 from cmdnet.data.synth import SynthParams, patient_ids, write_cohort  # noqa: E402
 
 
@@ -49,19 +50,25 @@ def main() -> None:
     ids = patient_ids(args.n_patients)
     n_slices = 0
     for pid in ids:
-        images = [work / "nifti" / pid / f"{ph}.nii.gz" for ph in phases]
-        sidecars = timed("dicom_to_nifti", pipeline.convert_patient, sheet, cohort_cfg, pid, phases, images)
-        n_slices += sum(s["size"][2] for s in sidecars.values())
-        rois = [work / "roi" / pid / f"{ph}.npz" for ph in phases]
-        timed("extract_roi", pipeline.extract_patient_roi, sheet, cohort_cfg, roi_cfg, pid, phases, images, rois,
-              patch_phase=config["grade"]["phase"], seed=0)
+        images = [str(work / "nifti" / pid / f"{ph}.nii.gz") for ph in phases]
+        sidecars = [i.replace(".nii.gz", ".json") for i in images]
+        timed("dicom_to_nifti", stages.dicom_to_nifti, sheet=sheet, cohort=cohort_cfg, patient=pid, phases=phases,
+              out_images=images, out_sidecars=sidecars)
+        n_slices += sum(json.loads(Path(s).read_text())["size"][2] for s in sidecars)
+        rois = [str(work / "roi" / pid / f"{ph}.npz") for ph in phases]
+        timed("extract_roi", stages.extract_roi, sheet=sheet, cohort=cohort_cfg, roi=roi_cfg, patient=pid,
+              phases=phases, patch_phase=config["grade"]["phase"], seed=0, images=images, out_rois=rois)
     labels = work / "labels.parquet"
-    timed("cohort_labels", pipeline.write_labels, sheet, cohort_cfg, phases, labels)
-    timed("clean_clinical", pipeline.clean_clinical_stage, cohort / "clinical.csv", cohort / "clinical_dictionary.csv",
-          labels, cohort_cfg, work / "clinical.parquet", work / "missingness.csv")
-    timed("make_folds", pipeline.folds_stage, labels, config["folds"], 0, work / "mvi.parquet", work / "grade.parquet")
+    timed("cohort_labels", stages.cohort_labels, sheet=sheet, cohort=cohort_cfg, phases=phases, out_labels=labels)
+    timed("clean_clinical", stages.clean_clinical, labels=labels, clinical_sheet=cohort / "clinical.csv",
+          dictionary=cohort / "clinical_dictionary.csv", cohort=cohort_cfg, out_table=work / "clinical.parquet",
+          out_missingness=work / "missingness.csv")
+    timed("make_folds", stages.make_folds, labels=labels, folds=config["folds"], seed=0,
+          out_mvi=work / "mvi.parquet", out_grade=work / "grade.parquet")
     roi_files = [str(work / "roi" / pid / f"{ph}.npz") for pid in ids for ph in config["mvi"]["phases"]]
-    timed("assemble datasets", pipeline.assemble, roi_files, ids, config["mvi"]["phases"], work / "mvi.npz", None)
+    timed("assemble datasets", stages.assemble_dataset, rois=roi_files, patients=ids,
+          phases=config["mvi"]["phases"], patches_of=None, out_dataset=work / "mvi.npz",
+          out_manifest=work / "mvi_manifest.parquet")
 
     print(f"{args.n_patients} patients, {len(phases)} phases, {n_slices} slices converted")
     print(f"{'stage':22} {'total s':>9} {'s/patient':>10}")

@@ -35,7 +35,8 @@ from cmdnet.mvi.losses import FocalLoss  # noqa: E402
 from cmdnet.mvi.models import build_model  # noqa: E402
 from cmdnet.mvi.training.data import FoldArrays  # noqa: E402
 from cmdnet.mvi.training.loop import TrainConfig, fit, predict_probs  # noqa: E402
-from cmdnet.mvi.objective import SupervisedTask  # noqa: E402
+from cmdnet.mvi.losses import TermContext  # noqa: E402
+from cmdnet.mvi.objective import SupervisedTask, build_objective  # noqa: E402
 
 
 def default_setup():
@@ -86,12 +87,17 @@ def _arrays(shape, n, n_val, signal):
     return FoldArrays(images[:n], labels[:n], ids[:n]), FoldArrays(images[n:], labels[n:], ids[n:])
 
 
+def focal_objective(cfg, labels):
+    """The supervised objective of the workflow (focal loss with class-balanced alpha)."""
+    return build_objective({"focal": {"weight": 1.0}}, TermContext(labels, 3, cfg), "bench")
+
+
 def real_loop(shape, model_cfg, train_cfg, n, epochs, channels_last, precision="fp32"):
     train, val = _arrays(shape, n, max(6, n // 4), signal=0.0)
     model = make_model(shape, model_cfg)
     cfg = TrainConfig.from_dict({**train_cfg, "epochs": epochs, "channels_last": channels_last,
                                  "precision": precision})
-    task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
+    task = SupervisedTask(model, focal_objective(cfg, train.labels), uses_clinical=False)
     with tempfile.TemporaryDirectory() as tmp:
         tic = time.perf_counter()
         fit(task, train, val, cfg, seed=0, checkpoint_path=Path(tmp) / "ckpt.pt", progress=lambda _: None)
@@ -106,7 +112,7 @@ def learning_check(shape, model_cfg, train_cfg, channels_last, precision, n=96, 
     model = make_model(shape, model_cfg)
     cfg = TrainConfig.from_dict({**train_cfg, "epochs": epochs, "channels_last": channels_last,
                                  "precision": precision})
-    task = SupervisedTask(model, FocalLoss(gamma=2.0), uses_clinical=False)
+    task = SupervisedTask(model, focal_objective(cfg, train.labels), uses_clinical=False)
     result = fit(task, train, val, cfg, seed=0, progress=lambda _: None)
     task.modules.load_state_dict(result.best_state)
     probs = predict_probs(task, val.tensors(torch.device("cpu")))
@@ -120,7 +126,9 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 import numpy as np, pandas as pd, torch
 torch.set_num_threads({threads})
-from cmdnet.data.folds import make_folds
+from cmdnet.config import deep_merge, default_config
+from cmdnet.data.folds import make_repeated_folds
+from cmdnet.mvi.settings import job_settings
 from cmdnet.mvi.training.fold import MviData, train_method_fold
 shape = {shape!r}
 n = 80
@@ -129,9 +137,10 @@ ids = [f"P{{i:03d}}" for i in range(n)]
 labels = pd.Series(np.arange(n) % 3, index=ids)
 data = MviData(rng.normal(size=(n, 2, *shape)).astype(np.float32), ("PRE", "HBP"), ids, labels)
 with tempfile.TemporaryDirectory() as tmp:
-    train_method_fold(data, make_folds(labels, 5, 0), 0, "s_pre_hbp", {model!r}, {train!r}, {{}}, seed=0,
-                      inner_fraction=0.2, out_model=Path(tmp) / "m.pt", out_history=Path(tmp) / "h.csv",
-                      progress=lambda _: None)
+    settings = job_settings(deep_merge(default_config(), {{"mvi": {{"model": {model!r}, "training": {train!r}}}}}),
+                            "s_pre_hbp")
+    train_method_fold(data, make_repeated_folds(labels, 5, 1, 0), "s_pre_hbp", 0, 0, settings,
+                      out_model=Path(tmp) / "m.pt", out_history=Path(tmp) / "h.csv", progress=lambda _: None)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
