@@ -56,3 +56,26 @@ def test_every_rule_has_a_conda_env_that_exists():
     assert len(envs) == n_rules, f"{n_rules} rules but {len(envs)} conda: directives"
     for env in envs:
         assert (REPO / "rules" / env).resolve().is_file(), f"missing conda env {env}"
+
+
+def test_torch_is_a_range_that_keeps_an_installed_torch():
+    """Installing cmdnet into a MONAI or nnU-Net environment must not replace its torch (and its CUDA build)."""
+    torch_spec = _pyproject()["torch"]
+    assert not any(s.operator == "==" for s in torch_spec), f"torch is pinned exactly: {torch_spec}"
+    for version in ("2.3.0", "2.5.1", "2.13.0", "2.14.1"):
+        assert version in torch_spec, f"torch {version} should satisfy cmdnet's requirement {torch_spec}"
+
+
+def test_pip_install_of_cmdnet_into_an_environment_with_torch_installs_no_torch(tmp_path):
+    """pip's own resolver, on this environment: installing cmdnet (editable) plans cmdnet alone."""
+    import json
+    import subprocess
+    import sys
+
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-build-isolation", "--quiet",
+                           "--disable-pip-version-check", "--report", str(report), "-e", str(REPO)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    planned = [item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]]
+    assert planned == ["cmdnet"], f"pip would also install {planned}"
