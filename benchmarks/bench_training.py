@@ -127,7 +127,7 @@ sys.path.insert(0, {repo!r})
 import numpy as np, pandas as pd, torch
 torch.set_num_threads({threads})
 from cmdnet.config import deep_merge, default_config
-from cmdnet.data.folds import make_repeated_folds
+from cmdnet.data.folds import make_partitions
 from cmdnet.mvi.settings import job_settings
 from cmdnet.mvi.training.fold import MviData, train_method_fold
 shape = {shape!r}
@@ -139,7 +139,7 @@ data = MviData(rng.normal(size=(n, 2, *shape)).astype(np.float32), ("PRE", "HBP"
 with tempfile.TemporaryDirectory() as tmp:
     settings = job_settings(deep_merge(default_config(), {{"mvi": {{"model": {model!r}, "training": {train!r}}}}}),
                             "s_pre_hbp")
-    train_method_fold(data, make_repeated_folds(labels, 5, 1, 0), "s_pre_hbp", 0, 0, settings,
+    train_method_fold(data, make_partitions(labels, 5, 1, 0.2, 0), "s_pre_hbp", 0, 0, settings,
                       out_model=Path(tmp) / "m.pt", out_history=Path(tmp) / "h.csv", progress=lambda _: None)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """

@@ -131,12 +131,16 @@ def clean_clinical(*, labels: str, clinical_sheet: str, dictionary: str, cohort:
     print(f"{len(table)} patients, {table.shape[1] - 1} clinical items")
 
 
-def make_folds(*, labels: str, folds: Mapping, seed: int, out_mvi: str, out_grade: str) -> None:
-    from cmdnet.data.folds import make_repeated_folds
+def make_folds(*, labels: str, folds: Mapping, seed: int, out_mvi: str, out_mvi_inner: str, out_grade: str) -> None:
+    """The MVI partitions (R x K folds and each test fold's inner validation split) and the grading folds."""
+    from cmdnet.data.folds import make_partitions, make_repeated_folds
     from cmdnet.data.sheets import write_parquet
     from cmdnet.labels import outcome
 
-    write_parquet(make_repeated_folds(outcome(labels, "mvi"), folds["mvi_k"], folds["mvi_repeats"], seed), out_mvi)
+    mvi = make_partitions(outcome(labels, "mvi"), folds["mvi_k"], folds["mvi_repeats"],
+                          folds["inner_validation_fraction"], seed)
+    write_parquet(mvi.folds, out_mvi)
+    write_parquet(mvi.inner, out_mvi_inner)
     write_parquet(make_repeated_folds(outcome(labels, "grade"), folds["grade_k"], folds["grade_repeats"], seed),
                   out_grade)
 
@@ -195,50 +199,49 @@ def _claim_gpu() -> None:
     print(claim_gpu().describe(), flush=True)  # before torch touches CUDA
 
 
-def train_teacher(*, dataset: str, labels: str, folds: str, clinical: str, dictionary: str, teacher: str,
+def train_teacher(*, dataset: str, labels: str, folds: str, inner: str, clinical: str, dictionary: str, teacher: str,
                   repeat: int, fold: int, settings: Mapping, checkpoint: str | None, out_model: str,
                   out_history: str, threads: int = 1) -> None:
     _claim_gpu()
     _torch_threads(threads)
-    import pandas as pd
-
+    from cmdnet.data.folds import Partitions
     from cmdnet.mvi.training.fold import load_mvi_data, train_teacher_fold
 
     data = load_mvi_data(dataset, labels, settings["phases"], clinical=clinical, dictionary=dictionary)
-    summary = train_teacher_fold(data, pd.read_parquet(folds), teacher, int(repeat), int(fold), dict(settings),
+    summary = train_teacher_fold(data, Partitions.read(folds, inner), teacher, int(repeat), int(fold), dict(settings),
                                  out_model=out_model, out_history=out_history, checkpoint=checkpoint)
     print(summary)
 
 
-def train_method(*, dataset: str, labels: str, folds: str, method: str, repeat: int, fold: int, settings: Mapping,
+def train_method(*, dataset: str, labels: str, folds: str, inner: str, method: str, repeat: int, fold: int, settings: Mapping,
                  checkpoint: str | None, out_model: str, out_history: str, teacher: str | None = None,
                  clinical: str | None = None, dictionary: str | None = None, threads: int = 1) -> None:
     _claim_gpu()
     _torch_threads(threads)
-    import pandas as pd
-
+    from cmdnet.data.folds import Partitions
     from cmdnet.mvi.training.fold import load_mvi_data, train_method_fold
 
     data = load_mvi_data(dataset, labels, settings["phases"], clinical=clinical, dictionary=dictionary)
-    summary = train_method_fold(data, pd.read_parquet(folds), method, int(repeat), int(fold), dict(settings),
+    summary = train_method_fold(data, Partitions.read(folds, inner), method, int(repeat), int(fold), dict(settings),
                                 out_model=out_model, out_history=out_history, teacher=teacher or None,
                                 checkpoint=checkpoint)
     print(summary)
 
 
-def predict_mvi(*, dataset: str, labels: str, folds: str, models: Sequence[str], phases: Sequence[str],
+def predict_mvi(*, dataset: str, labels: str, folds: str, inner: str, models: Sequence[str], phases: Sequence[str],
                 device: str, out_predictions: str, out_validation: str, clinical: str | None = None,
                 dictionary: str | None = None) -> None:
     """Out-of-fold predictions of one method's or teacher's fold models (every repeat), and the inner-validation
     predictions of their selected epochs."""
     import pandas as pd
 
+    from cmdnet.data.folds import Partitions
     from cmdnet.data.sheets import write_parquet
     from cmdnet.mvi.training.fold import load_mvi_data, predict_fold
 
     data = load_mvi_data(dataset, labels, phases, clinical=clinical, dictionary=dictionary)
-    table = pd.read_parquet(folds)
-    frames = [predict_fold(path, data, table, device=device) for path in models]
+    partitions = Partitions.read(folds, inner)
+    frames = [predict_fold(path, data, partitions, device=device) for path in models]
     write_parquet(pd.concat([f[0] for f in frames], ignore_index=True), out_predictions)
     write_parquet(pd.concat([f[1] for f in frames], ignore_index=True), out_validation)
     print(f"{sum(len(f[0]) for f in frames)} out-of-fold predictions -> {out_predictions}")

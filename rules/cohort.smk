@@ -66,6 +66,7 @@ rule make_folds:
         labels="results/cohort/labels.parquet",
     output:
         mvi="results/folds/mvi.parquet",
+        mvi_inner="results/folds/mvi_inner.parquet",
         grade="results/folds/grade.parquet",
     params:
         folds=config["folds"],

@@ -5,6 +5,7 @@ MVI_DATA = {
     "dataset": "results/datasets/mvi.npz",
     "labels": "results/cohort/labels.parquet",
     "folds": "results/folds/mvi.parquet",
+    "inner": "results/folds/mvi_inner.parquet",
 }
 
 

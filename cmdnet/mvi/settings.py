@@ -15,7 +15,7 @@ from cmdnet.mvi.methods import METHODS, TEACHERS, spec
 
 def job_settings(config: Mapping, name: str) -> dict:
     """`model`, `training`, `objective` (the terms of its objective), with its `mvi.overrides` entry merged in;
-    `seed`, `inner_fraction`, `phases`; for a distilled method `distillation` and, in joint mode, the teacher's
+    `seed`, `phases`; for a distilled method `distillation` and, in joint mode, the teacher's
     objective as `teacher_objective`."""
     mvi = config["mvi"]
     entry = spec(name)
@@ -23,8 +23,7 @@ def job_settings(config: Mapping, name: str) -> dict:
     settings = {"model": deep_merge(mvi["model"], override.get("model")),
                 "training": deep_merge(mvi["training"], override.get("training")),
                 "objective": deep_merge(mvi["objectives"][entry.objective], override.get("objective")),
-                "seed": config["seed"], "inner_fraction": config["folds"]["inner_validation_fraction"],
-                "phases": list(mvi["phases"])}
+                "seed": config["seed"], "phases": list(mvi["phases"])}
     if name in METHODS and METHODS[name].distilled:
         settings["distillation"] = dict(mvi["distillation"])
         if mvi["distillation"]["mode"] == "joint":

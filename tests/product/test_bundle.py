@@ -40,7 +40,7 @@ def test_bundle_records_preprocessing_config_and_cohort_counts_but_no_patient_id
     assert pre["crop_shape_zyx"] == ROI_CFG["crop_shape_xyz"][::-1]
     assert meta["config"]["model"]["feature_dim"] == 16
 
-    train_ids = case.folds.loc[case.folds["fold"] != 0, "patient_id"]
+    train_ids = case.folds.folds.loc[case.folds.folds["fold"] != 0, "patient_id"]
     expected = case.labels.loc[train_ids].value_counts()
     summary = meta["training_cohort"]
     assert summary["n_patients"] == len(train_ids)

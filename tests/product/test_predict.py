@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from cmdnet.data.folds import Partitions
 from cmdnet.product.bundle import load_bundle, write_bundle
 from cmdnet.product.predict import PhaseInput, predict_case, predict_cohort
 
@@ -43,14 +44,14 @@ class ProductCase:
     sheet: Path
     nifti: Path                   # results/nifti-like directory of the workflow's conversion
     labels: pd.Series             # patient_id -> MVI code
-    folds: pd.DataFrame
+    folds: Partitions
     models: dict[int, Path]       # fold -> model.pt
     oof: pd.DataFrame             # out-of-fold predictions of those folds
     bundle: Path                  # bundle of the fold-0 model only
     ensemble: Path                # bundle of the fold-0 and fold-1 models
 
     def test_ids(self, fold: int) -> list[str]:
-        return self.folds.loc[self.folds["fold"] == fold, "patient_id"].tolist()
+        return self.folds.folds.loc[self.folds.folds["fold"] == fold, "patient_id"].tolist()
 
     def inputs(self, pid: str) -> dict[str, PhaseInput]:
         return {p: PhaseInput(self.cohort / "dicom" / pid / p, self.cohort / "masks" / f"{pid}_{p}.nii.gz")
@@ -66,7 +67,7 @@ def build_product_case(root: Path) -> ProductCase:
         return _CACHE["case"]
     from cmdnet import stages
     from cmdnet.config import deep_merge, default_config
-    from cmdnet.data.folds import make_repeated_folds
+    from cmdnet.data.folds import make_partitions
     from cmdnet.data.synth import SynthParams, write_cohort
     from cmdnet.labels import outcome
     from cmdnet.mvi.settings import job_settings
@@ -90,11 +91,10 @@ def build_product_case(root: Path) -> ProductCase:
                             out_dataset=root / "mvi.npz", out_manifest=root / "mvi_manifest.parquet")
     stages.cohort_labels(sheet=sheet, cohort=COHORT_CFG, phases=PHASES, out_labels=root / "labels.parquet")
     labels = outcome(root / "labels.parquet", "mvi")
-    folds = make_repeated_folds(labels, 3, 1, seed=0)
+    folds = make_partitions(labels, 3, 1, 0.34, seed=0)
     data = load_mvi_data(root / "mvi.npz", root / "labels.parquet", PHASES)
-    settings = job_settings(deep_merge(default_config(), {"seed": 0, "folds": {"inner_validation_fraction": 0.34},
-                                                          "mvi": {"model": MODEL_CFG, "training": TRAIN_CFG}}),
-                            METHOD)
+    settings = job_settings(deep_merge(default_config(), {"seed": 0, "mvi": {"model": MODEL_CFG,
+                                                                             "training": TRAIN_CFG}}), METHOD)
     models, oof = {}, []
     for fold in (0, 1):
         models[fold] = root / METHOD / f"fold{fold}" / "model.pt"

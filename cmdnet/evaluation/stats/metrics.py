@@ -18,6 +18,9 @@ Conventions
 
 A metric that cannot be computed (e.g. an AUC on a fold with one class) raises `ValueError` naming the
 problem; it is never replaced by a sentinel value.
+
+scikit-learn is imported inside the functions that use it: training jobs need only the NumPy path
+(`macro_ovo_auc_replicates`), and importing scikit-learn would cost each of them a second.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 MetricFn = Callable[[np.ndarray, np.ndarray], dict]
 
@@ -55,6 +57,8 @@ def check_labels_probs(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarra
 
 def macro_ovo_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """Hand & Till macro one-vs-one AUC of `probs (n, C)` (every class must be present)."""
+    from sklearn.metrics import roc_auc_score
+
     labels, probs = check_labels_probs(labels, probs)
     n_classes = probs.shape[1]
     missing = sorted(set(range(n_classes)) - set(labels.tolist()))
@@ -109,6 +113,8 @@ def mvi_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     `sensitivity_c` = TP_c / (TP_c + FN_c) and `specificity_c` = TN_c / (TN_c + FP_c), one-vs-rest on the
     argmax prediction (NaN when class c has no sample, resp. no other-class sample).
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
     labels, probs = check_labels_probs(labels, probs)
     n_classes = probs.shape[1]
     pred = probs.argmax(axis=1)
@@ -136,6 +142,8 @@ def binary_metrics(labels: np.ndarray, prob_pos: np.ndarray, threshold: float = 
     `labels` are 0/1 (1 = positive). `prob_pos` is `(n,)`, or `(n, 2)` class probabilities of which
     column 1 is used (so `per_fold_metrics` can pass the `prob_0, prob_1` columns directly).
     """
+    from sklearn.metrics import roc_auc_score
+
     labels = np.asarray(labels)
     prob_pos = np.asarray(prob_pos, dtype=float)
     if prob_pos.ndim == 2:

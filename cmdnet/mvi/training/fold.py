@@ -1,14 +1,14 @@
 """One fold of the MVI experiment: train a teacher or a method, and predict the held-out fold.
 
 Fold isolation, stated once: a test fold is one (repeat, fold) of the folds table; its training patients are every
-other patient of that repeat; the inner validation split (model selection) is drawn from them; the clinical
+other patient of that repeat; the inner validation split (model selection) is drawn from them when the folds are
+made (`cmdnet.data.folds.inner_splits`), the same for every method and teacher of the fold; the clinical
 imputer/scaler is fitted on them; the teacher a student learns from was trained on exactly the same training
 patients. Test patients are only ever passed to `predict_fold`.
 
 `settings` is what the workflow passes for one teacher or method (`mvi_training_params` in `rules/common.smk`):
 `model`, `training` (the `mvi` config sections with that name's overrides merged in), `objective` (its terms),
-`teacher_objective` (the teacher's terms, for joint distillation), `distillation` (`mode`), `seed`,
-`inner_fraction` and `phases`.
+`teacher_objective` (the teacher's terms, for joint distillation), `distillation` (`mode`), `seed` and `phases`.
 
 A model file (`model.pt`) holds plain data only (loadable with `weights_only=True`): the registry name and keyword
 arguments to rebuild the network, its weights, the phases, the fitted clinical preprocessor (teachers), the fold's
@@ -31,7 +31,7 @@ from cmdnet import __version__
 from cmdnet.atomic import atomic_path
 from cmdnet.data.clinical import ClinicalPreprocessor, load_dictionary
 from cmdnet.data.datasets import load_dataset
-from cmdnet.data.folds import fold_split, inner_validation_split
+from cmdnet.data.folds import FoldSplit, Partitions, fold_split
 from cmdnet.device import resolve_device
 from cmdnet.labels import MVI_CLASSES, outcome
 from cmdnet.mvi.losses.terms import TermContext
@@ -76,24 +76,6 @@ def load_mvi_data(dataset: str | Path, labels: str | Path, phases: list[str], *,
     table = pd.read_parquet(clinical).astype({"patient_id": str}).set_index("patient_id") if clinical else None
     return MviData(data["images"].astype(np.float32, copy=False), tuple(phases), ids, outcome(labels, "mvi", ids),
                    table, load_dictionary(dictionary) if dictionary else None)
-
-
-@dataclass(frozen=True)
-class FoldSplit:
-    train: list[str]      # the outer training patients of the test fold
-    test: list[str]
-    fit: list[str]        # the part of `train` the weights are fitted on
-    val: list[str]        # the inner validation split (selection), drawn from `train`
-
-
-def split_fold(folds: pd.DataFrame, repeat: int, fold: int, labels: pd.Series, inner_fraction: float,
-               seed: int) -> FoldSplit:
-    """The patients of one test fold. The inner split depends on (seed, repeat, fold) only, so every method and
-    teacher of a test fold selects on the same validation patients."""
-    train, test = fold_split(folds, fold, repeat=repeat)
-    fit_ids, val_ids = inner_validation_split(train, labels.loc[train], inner_fraction,
-                                              derive_seed(seed, "inner-split", repeat, fold))
-    return FoldSplit(train, test, fit_ids, val_ids)
 
 
 def fingerprint(*parts) -> str:
@@ -177,13 +159,13 @@ def _teacher_model(spec: TeacherSpec, data: MviData, settings: dict, split: Fold
     return model, kwargs, preprocessor
 
 
-def train_teacher_fold(data: MviData, folds: pd.DataFrame, name: str, repeat: int, fold: int, settings: dict, *,
+def train_teacher_fold(data: MviData, partitions: Partitions, name: str, repeat: int, fold: int, settings: dict, *,
                        out_model: str | Path, out_history: str | Path, checkpoint: str | Path | None = None,
                        progress: Callable[[str], None] = print) -> dict:
     """Train teacher `name` (images + clinical) on one test fold's training patients, with `mvi.objectives.teacher`."""
     spec = teacher_spec(name)
     cfg = TrainConfig.from_dict(settings["training"])
-    split = split_fold(folds, repeat, fold, data.labels, settings["inner_fraction"], settings["seed"])
+    split = partitions.split(repeat, fold)
     model, kwargs, preprocessor = _teacher_model(spec, data, settings, split, repeat, fold, name)
     train = data.arrays(split.fit, spec.phases, data.clinical_of(split.fit, preprocessor))
     val = data.arrays(split.val, spec.phases, data.clinical_of(split.val, preprocessor))
@@ -211,7 +193,7 @@ def _frozen_teacher(path: Path, repeat: int, fold: int, split: FoldSplit):
     return teacher, ClinicalPreprocessor.from_dict(json.loads(payload["clinical_preprocessor"]))
 
 
-def train_method_fold(data: MviData, folds: pd.DataFrame, name: str, repeat: int, fold: int, settings: dict, *,
+def train_method_fold(data: MviData, partitions: Partitions, name: str, repeat: int, fold: int, settings: dict, *,
                       out_model: str | Path, out_history: str | Path, teacher: str | Path | None = None,
                       checkpoint: str | Path | None = None, progress: Callable[[str], None] = print) -> dict:
     """Train one image-only method (baseline, student, or distilled student) on one test fold.
@@ -220,7 +202,7 @@ def train_method_fold(data: MviData, folds: pd.DataFrame, name: str, repeat: int
     offline`), or trains a fresh teacher alongside (`joint`, no file)."""
     spec = method_spec(name)
     cfg = TrainConfig.from_dict(settings["training"])
-    split = split_fold(folds, repeat, fold, data.labels, settings["inner_fraction"], settings["seed"])
+    split = partitions.split(repeat, fold)
     kwargs = model_kwargs(settings["model"], spec.phases, data.images.shape[2:], builder=spec.model,
                           use_ca=spec.use_ca)
     model = _build(spec.model, kwargs, derive_seed(settings["seed"], "init", name, repeat, fold))
@@ -277,14 +259,14 @@ def _frame(ids: list[str], repeat: int, fold: int, labels: np.ndarray, probs: np
     return out
 
 
-def predict_fold(model_path: str | Path, data: MviData, folds: pd.DataFrame, *, device: str = "auto",
+def predict_fold(model_path: str | Path, data: MviData, partitions: Partitions, *, device: str = "auto",
                  progress: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One fold model's out-of-fold predictions on its test patients, and its selected epoch's predictions on its
     inner validation split (for choosing thresholds without the test fold). Both frames: patient_id, repeat, fold,
     label, prob_0..prob_2."""
     model, payload = load_model(model_path)
     repeat, fold = payload.get("repeat", 0), payload["fold"]
-    _, test_ids = fold_split(folds, fold, repeat=repeat)
+    _, test_ids = fold_split(partitions.folds, fold, repeat=repeat)
     if set(test_ids) & set(payload["train_ids"]):
         raise AssertionError(f"{model_path}: test patients of repeat {repeat} fold {fold} were in its training set")
     phases = tuple(payload["phases"])

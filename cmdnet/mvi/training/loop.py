@@ -24,7 +24,7 @@ import torch
 from cmdnet.atomic import atomic_path
 from cmdnet.config import default_field, parse_section
 from cmdnet.device import autocast_dtype, describe_device, resolve_device
-from cmdnet.evaluation.stats.metrics import macro_ovo_auc
+from cmdnet.evaluation.stats.metrics import macro_ovo_auc_replicates
 from cmdnet.mvi.training.data import Augmentation, FoldArrays
 
 
@@ -85,11 +85,11 @@ def _lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
 
 
 def validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Macro one-vs-one AUC of the inner validation split; NaN when it lacks a class (selection then uses the
-    validation loss)."""
+    """Macro one-vs-one AUC (Hand & Till) of the inner validation split; NaN when it lacks a class (selection then
+    uses the validation loss). The NumPy implementation, equal to scikit-learn's (tested)."""
     if len(np.unique(labels)) < probs.shape[1]:
         return float("nan")
-    return macro_ovo_auc(labels, probs)
+    return float(macro_ovo_auc_replicates(labels, probs, np.arange(len(labels))[None])[0])
 
 
 @dataclass

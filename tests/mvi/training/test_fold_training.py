@@ -11,7 +11,7 @@ import torch
 
 from cmdnet.config import deep_merge, default_config
 from cmdnet.data.clinical import ClinicalPreprocessor
-from cmdnet.data.folds import make_repeated_folds
+from cmdnet.data.folds import make_partitions
 from cmdnet.labels import MVI_CLASSES
 from cmdnet.mvi.losses import TermContext
 from cmdnet.mvi.models import build_model
@@ -54,7 +54,7 @@ def tiny_cohort(n: int = 36, seed: int = 0) -> MviData:
 @pytest.fixture(scope="module")
 def folds():
     data = tiny_cohort()
-    return make_repeated_folds(data.labels, 3, 1, seed=0)
+    return make_partitions(data.labels, 3, 1, 0.25, seed=0)
 
 
 def _train_pair(data, folds, tmp, fold=0, **changes):
@@ -73,7 +73,7 @@ def _weights(path):
 
 def test_test_fold_patients_cannot_influence_teacher_student_or_clinical_scaler(tmp_path, folds):
     data = tiny_cohort()
-    test_ids = folds.loc[folds["fold"] == 0, "patient_id"].tolist()
+    test_ids = folds.folds.loc[folds.folds["fold"] == 0, "patient_id"].tolist()
     (tmp_path / "a").mkdir()
     teacher_a, student_a = _train_pair(data, folds, tmp_path / "a")
 

@@ -17,7 +17,7 @@ import pytest
 
 from cmdnet import stages
 from cmdnet.config import deep_merge, default_config
-from cmdnet.data.folds import make_repeated_folds
+from cmdnet.data.folds import make_partitions
 from cmdnet.mvi.settings import job_settings
 from cmdnet.evaluation.stats.metrics import macro_ovo_auc
 from cmdnet.data.synth import SynthParams, write_cohort
@@ -39,8 +39,7 @@ ROI_CFG = {"crop_shape_xyz": [16, 16, 8], "margin_mm": 10.0, "normalisation": "z
 MODEL_CFG = {"width": 0.125, "feature_dim": 16, "norm": "batch", "cross_attention": {"n_tokens": 4}}
 TRAIN_CFG = {"epochs": 15, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 1,
              "augmentation": {"flip": True, "rotate_deg": 5.0, "intensity_jitter": 0.05}}
-CONFIG = deep_merge(default_config(), {"seed": 0, "folds": {"inner_validation_fraction": 0.25},
-                                       "mvi": {"model": MODEL_CFG, "training": TRAIN_CFG}})
+CONFIG = deep_merge(default_config(), {"seed": 0, "mvi": {"model": MODEL_CFG, "training": TRAIN_CFG}})
 
 
 def prepare_cohort(root: Path) -> tuple[Path, Path, Path]:
@@ -72,7 +71,7 @@ def pooled_student_auc(root: Path, dataset: Path, labels_path: Path, clinical: P
     """Teacher + distilled student ("ours") per fold; the pooled out-of-fold macro one-vs-one AUC."""
     data = load_mvi_data(dataset, labels_path, PHASES, clinical=clinical,
                          dictionary=clinical.parent / "cohort" / "clinical_dictionary.csv")
-    folds = make_repeated_folds(data.labels.astype(int), K, 1, seed=0)
+    folds = make_partitions(data.labels.astype(int), K, 1, 0.25, seed=0)
     oof = []
     for fold in range(K):
         out = root / f"fold{fold}"
