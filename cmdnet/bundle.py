@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import _umask
 from .errors import BundleError
 from .roi import RoiParams
 
@@ -140,6 +141,7 @@ def write_bundle(out_dir: str | Path, model_paths: Sequence[str | Path], *, meth
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the bundle follows the umask like every output
     try:
         members = []
         for k, p in enumerate(payloads):
