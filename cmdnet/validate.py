@@ -1,0 +1,330 @@
+"""Checking a whole cohort before a long run: `cmdnet validate`, and the workflow's first job.
+
+`validate_cohort(config)` reads what the workflow would read and returns every problem it finds, each
+`patient P, phase X, FILE: problem` with the known parts only (the format of `cmdnet.errors.InputError`):
+
+* the workflow config's cohort and ROI sections (against `schemas/config.schema.yaml` when given),
+* the cohort sheet: ids, label columns and values, path columns (`cohort.read_cohort`),
+* the clinical dictionary and sheet: ids, absent patients and columns, every bad cell
+  (`clinical.check_clinical`),
+* every patient's series, phase by phase, from the DICOM headers alone (`dicom.series_grid`: the checks
+  `convert` makes before decoding pixels), and its mask against that series' grid (`roi.read_mask`: on
+  the grid, scalar, not fractional, the configured tumour label present, separate lesions).
+
+Warnings (`Problem.warning`) are input that will be used, but not as it stands (several lesions in a mask,
+a tumour larger than a fixed crop); they do not make a cohort fail. No pixel of a DICOM series is decoded
+(a corrupt compressed stream is found only by the conversion); masks are read whole.
+
+Series and masks are checked in `workers` processes. Nothing here writes a file; messages hold no clinical
+cell's content and no full SeriesInstanceUID.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CmdnetError, CohortInvalid, InputError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem (or, with `warning`, one warning) about the cohort, located as far as known."""
+
+    problem: str
+    patient: str | None = None
+    phase: str | None = None
+    path: str | None = None
+    warning: bool = False
+
+    @classmethod
+    def of(cls, err: InputError, *, warning: bool = False) -> "Problem":
+        return cls(err.problem, err.patient, err.phase, err.path, warning)
+
+    def as_error(self) -> InputError:
+        return InputError(self.problem, patient=self.patient, phase=self.phase, path=self.path)
+
+    def __str__(self) -> str:
+        return ("warning: " if self.warning else "") + str(self.as_error())
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, mappings merged key by key, everything else replaced (Snakemake's rule for
+    `--configfile`)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
+            else value
+    return out
+
+
+def load_config(configfiles: Sequence[str | Path], *, base: str | Path | None = DEFAULT_CONFIG) -> dict[str, Any]:
+    """The workflow's config: `base` (the repository's `config.yaml`) with each file merged over it in turn,
+    as `snakemake --configfile A B` does. Raises CmdnetError naming an unreadable file."""
+    config: dict[str, Any] = {}
+    for path in ([base] if base is not None else []) + list(configfiles):
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            detail = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0]
+            raise InputError(f"cannot read config file ({detail})", path=path) from None
+        if not isinstance(loaded, Mapping):
+            raise InputError("a config file must hold a mapping of keys", path=path)
+        config = merged(config, loaded)
+    return config
+
+
+def config_problems(config: Mapping[str, Any], schema_path: str | Path) -> list[Problem]:
+    """Every place where `config` breaks the workflow's JSON schema: `config KEY: message` (one line each)."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(dict(config)), key=lambda e: list(map(str, e.absolute_path))):
+        key = ".".join(map(str, err.absolute_path)) or "(top level)"
+        problems.append(Problem(f"config {key}: {err.message.splitlines()[0][:300]}"))
+    return problems
+
+
+def workflow_phases(config: Mapping[str, Any]) -> list[str]:
+    """The phases the workflow converts: the MVI phases, then the grading phase (as `rules/common.smk`)."""
+    return list(dict.fromkeys(list(config["mvi"]["phases"]) + [config["grade"]["phase"]]))
+
+
+def _absolute(path: str | None, base_dir: Path) -> Path | None:
+    if path is None or str(path) == "":
+        return None
+    p = Path(os.path.expanduser(str(path)))
+    return p if p.is_absolute() else base_dir / p
+
+
+# ----------------------------------------------------------------------------------------- per series
+
+
+@dataclass(frozen=True)
+class _SeriesTask:
+    patient: str
+    phase: str
+    dicom: str
+    series_uid: str
+    mask: str
+    mask_label: int | None
+    mask_components: str | None
+    roi: dict[str, Any] | None
+
+
+def _check_series_and_mask(task: _SeriesTask) -> list[Problem]:
+    """The problems of one patient's phase: its series (headers only), then its mask on that series' grid."""
+    import SimpleITK as sitk
+
+    from .dicom import series_grid
+    from .roi import RoiParams, crop_cut, read_mask, tumour_box_mm
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    problems: list[Problem] = []
+    grid = None
+    if task.dicom:
+        try:
+            grid = series_grid(task.dicom, series_uid=task.series_uid or None, patient=task.patient,
+                               phase=task.phase)
+        except InputError as err:
+            problems.append(Problem.of(err))
+    if not task.mask:
+        return problems
+    where = dict(patient=task.patient, phase=task.phase, path=task.mask)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read_mask's warnings come back in `info`
+            mask, info = read_mask(task.mask, grid, label=task.mask_label, components=task.mask_components,
+                                   patient=task.patient, phase=task.phase)
+    except InputError as err:
+        return problems + [Problem.of(err)]
+    problems += [Problem(note, **where, warning=True) for note in info.warnings]
+    if task.roi is not None:
+        cut = crop_cut(*tumour_box_mm(mask), RoiParams.from_dict(task.roi))
+        if cut is not None:
+            problems.append(Problem(cut, **where, warning=True))
+    return problems
+
+
+def _run(tasks: list[_SeriesTask], workers: int) -> list[list[Problem]]:
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+            return list(pool.map(_check_series_and_mask, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
+    return [_check_series_and_mask(t) for t in tasks]
+
+
+def default_workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                      8))
+
+
+# ---------------------------------------------------------------------------------------------- cohort
+
+
+@dataclass
+class CheckSummary:
+    """What a check covered and found (no identifiers): for the summary line and the workflow's record."""
+
+    n_patients: int = 0
+    n_series: int = 0
+    n_masks: int = 0
+    n_clinical_items: int = 0
+    n_problems: int = 0
+    n_warnings: int = 0
+    patients_with_problems: int = 0
+    seconds: float = 0.0
+    synthetic: bool = False
+
+    def line(self) -> str:
+        if self.synthetic:
+            return "cohort.sheet is null: the workflow makes and uses the synthetic cohort; nothing to check"
+        found = (f"{self.n_problems} problem{'s' if self.n_problems != 1 else ''}"
+                 + (f" ({self.patients_with_problems} patient{'s' if self.patients_with_problems != 1 else ''})"
+                    if self.patients_with_problems else ""))
+        verdict = "cohort OK" if not self.n_problems else f"cohort NOT OK: {found}"
+        return (f"{verdict}, {self.n_warnings} warning{'s' if self.n_warnings != 1 else ''}; checked "
+                f"{self.n_patients} patients, {self.n_series} series (headers), {self.n_masks} masks, "
+                f"{self.n_clinical_items} clinical items in {self.seconds:.1f} s")
+
+
+def validate_cohort(config: Mapping[str, Any], *, workers: int | None = None, base_dir: str | Path = ".",
+                    schema: str | Path | None = None,
+                    summary: CheckSummary | None = None) -> list[Problem]:
+    """Every problem (and warning) of the cohort that `config` (the merged workflow config) describes.
+
+    Relative paths in `config` are relative to `base_dir` (the workflow's working directory). `schema`
+    (the workflow's JSON schema) adds a config check; an invalid config stops there. `summary`, when given,
+    is filled with what was checked. Problems come sheet-level first, then patient by patient in sheet
+    order (labels, each phase's series and mask, clinical cells). See the module docstring.
+    """
+    from .clinical import check_clinical, load_dictionary
+    from .cohort import CohortColumns, mask_label_for, read_cohort
+    from .roi import MASK_COMPONENTS, RoiParams
+
+    started = time.monotonic()
+    summary = summary if summary is not None else CheckSummary()
+    base_dir = Path(base_dir).resolve()
+    problems: list[Problem] = []
+    if schema is not None:
+        problems = config_problems(config, schema)
+        if problems:
+            return _finish([problems], summary, started)
+    try:
+        cohort_cfg = config["cohort"]
+        phases = workflow_phases(config)
+    except (KeyError, TypeError) as err:
+        return _finish([[Problem(f"config lacks {err} (give the workflow's config.yaml as the base)")]],
+                       summary, started)
+    if cohort_cfg.get("sheet") is None:
+        summary.synthetic = True
+        return _finish([], summary, started)
+    for key in ("clinical_sheet", "clinical_dictionary"):
+        if not cohort_cfg.get(key):
+            problems.append(Problem(f"config cohort.{key} is required when cohort.sheet is set"))
+    roi_cfg = None
+    try:
+        roi_cfg = dict(config.get("roi") or {})
+        RoiParams.from_dict(roi_cfg)
+    except (InputError, TypeError) as err:
+        problems.append(Problem(f"config roi: {err}"))
+        roi_cfg = None
+    components = cohort_cfg.get("mask_components")
+    if components is not None and components not in MASK_COMPONENTS:
+        problems.append(Problem(f"config cohort.mask_components must be null or one of {MASK_COMPONENTS}"))
+        components = None
+    try:
+        labels = {phase: mask_label_for(cohort_cfg, phase) for phase in phases}
+    except (TypeError, ValueError):
+        problems.append(Problem("config cohort.mask_label must be an integer, null, or a mapping phase -> integer"))
+        labels = {phase: None for phase in phases}
+
+    sheet = _absolute(cohort_cfg["sheet"], base_dir)
+    table, sheet_errors = read_cohort(sheet, phases=phases, columns=CohortColumns(**cohort_cfg.get("columns", {})),
+                                      mvi_labels=cohort_cfg.get("mvi_labels", {"M0": 0, "M1": 1, "M2": 2}),
+                                      grade_labels=cohort_cfg.get("grade_labels", {}) or {},
+                                      require=("mvi",))
+    problems += [Problem.of(e) for e in sheet_errors]
+    ids = [] if table is None else [pid for pid in table["patient_id"] if pid]
+    summary.n_patients = len(ids)
+
+    clinical: list[Problem] = []
+    if cohort_cfg.get("clinical_sheet") and cohort_cfg.get("clinical_dictionary"):
+        dictionary = _absolute(cohort_cfg["clinical_dictionary"], base_dir)
+        clinical = [Problem.of(e) for e in check_clinical(
+            _absolute(cohort_cfg["clinical_sheet"], base_dir), dictionary, cohort_ids=list(dict.fromkeys(ids)),
+            id_column=cohort_cfg.get("columns", {}).get("patient_id", "patient_id"),
+            identifier_columns=cohort_cfg.get("identifier_columns", ["name"]),
+            out_of_range=cohort_cfg.get("out_of_range", "error"))]
+        try:
+            summary.n_clinical_items = len(load_dictionary(dictionary))
+        except CmdnetError:
+            pass
+
+    tasks = []
+    if table is not None:
+        for row in table.to_dict("records"):
+            if not row["patient_id"]:
+                continue
+            for phase in phases:
+                tasks.append(_SeriesTask(row["patient_id"], phase, row[f"{phase}_dicom"], row[f"{phase}_series_uid"],
+                                         row[f"{phase}_mask"], labels[phase], components, roi_cfg))
+    summary.n_series = sum(bool(t.dicom) for t in tasks)
+    summary.n_masks = sum(bool(t.mask) for t in tasks)
+    per_series = _run(tasks, workers or default_workers())
+    return _finish([problems, [p for found in per_series for p in found], clinical], summary, started,
+                   order=ids, phases=phases)
+
+
+def _finish(groups: list[list[Problem]], summary: CheckSummary, started: float, *,
+            order: Sequence[str] = (), phases: Sequence[str] = ()) -> list[Problem]:
+    """`groups` (config and cohort sheet, series and masks, clinical sheet) in one list: problems without a
+    patient first, then patient by patient in sheet order (group, phase, problems before warnings)."""
+    rank = {pid: i for i, pid in enumerate(order)}
+    phase_rank = {p: i for i, p in enumerate(phases)}
+
+    def key(item: tuple[int, int, Problem]) -> tuple:
+        group, i, p = item
+        if p.patient is None:
+            return (0, group, i)
+        return (1, rank.get(p.patient, len(rank)), group, phase_rank.get(p.phase, -1), p.warning, i)
+
+    everything = [p for _, _, p in sorted(((g, i, p) for g, found in enumerate(groups)
+                                           for i, p in enumerate(found)), key=key)]
+    summary.n_problems = sum(not p.warning for p in everything)
+    summary.n_warnings = sum(p.warning for p in everything)
+    summary.patients_with_problems = len({p.patient for p in everything if p.patient and not p.warning})
+    summary.seconds = time.monotonic() - started
+    return everything
+
+
+def require_valid_cohort(config: Mapping[str, Any], *, workers: int | None = None, base_dir: str | Path = ".",
+                         schema: str | Path | None = None) -> CheckSummary:
+    """`validate_cohort` for the workflow's first job: raises `CohortInvalid` listing every problem (the
+    warnings are printed to stderr); returns the summary when there is no problem."""
+    import sys
+
+    summary = CheckSummary()
+    found = validate_cohort(config, workers=workers, base_dir=base_dir, schema=schema, summary=summary)
+    for p in found:
+        if p.warning:
+            print(p, file=sys.stderr)
+    errors = [p.as_error() for p in found if not p.warning]
+    if errors:
+        raise CohortInvalid(errors, checked=summary.line())
+    return summary
