@@ -9,6 +9,7 @@ Format (docs/architecture.md, "Cohort sheet"): `patient_id`, `mvi` (`M0`/`M1`/`M
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -257,6 +258,10 @@ class PatientSource:
     series_uid: dict[str, str]
     mask: dict[str, str]
 
+    def dicom_dirs(self, phases: Iterable[str]) -> list[str]:
+        """Each phase's DICOM directory that exists (a missing one is reported by the cohort check)."""
+        return [self.dicom[p] for p in phases if self.dicom.get(p) and os.path.isdir(self.dicom[p])]
+
     def dicom_files(self, phases: Iterable[str]) -> list[str]:
         """The files directly in each phase's DICOM directory (sorted; hidden files skipped; a missing
         directory contributes nothing: the cohort check reports it before any job runs)."""
@@ -271,6 +276,18 @@ class PatientSource:
     def mask_files(self, phases: Iterable[str]) -> list[str]:
         """Each phase's mask file that exists (a missing one is reported by the cohort check)."""
         return [self.mask[p] for p in phases if self.mask.get(p) and os.path.isfile(self.mask[p])]
+
+    def fingerprint(self, phases: Iterable[str], *, masks: bool = True) -> str:
+        """A digest of the path, size and modification time of every DICOM file (and mask) of this patient.
+
+        As a job parameter it makes Snakemake rerun the patient's jobs when a file is edited in place, which
+        a directory's own time does not show, without listing every file as an input."""
+        phases = list(phases)
+        digest = hashlib.sha256()
+        for path in self.dicom_files(phases) + (self.mask_files(phases) if masks else []):
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
 
     def series(self, phases: Iterable[str]) -> dict[str, dict[str, str]]:
         """`{phase: {"dicom": dir, "series_uid": uid, "mask": file}}`: the job parameters of this patient."""
@@ -305,6 +322,15 @@ def cohort_sources(sheet_path: str | Path, cohort_cfg: Mapping[str, Any],
             dicom={p: row[f"{p}_dicom"] for p in phases}, series_uid={p: row[f"{p}_series_uid"] for p in phases},
             mask={p: row[f"{p}_mask"] for p in phases})
     return sources
+
+
+def cohort_fingerprint(sources: Mapping[str, PatientSource], phases: Iterable[str]) -> str:
+    """`PatientSource.fingerprint` over every patient (the cohort check's job parameter)."""
+    phases = list(phases)
+    digest = hashlib.sha256()
+    for pid, source in sources.items():
+        digest.update(f"{pid}\0{source.fingerprint(phases)}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def labels_from_sources(labels: Mapping[str, Mapping[str, str]], cohort_cfg: Mapping[str, Any], *,

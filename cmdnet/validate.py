@@ -328,3 +328,56 @@ def require_valid_cohort(config: Mapping[str, Any], *, workers: int | None = Non
     if errors:
         raise CohortInvalid(errors, checked=summary.line())
     return summary
+
+
+def cohort_fingerprint_of(config: Mapping[str, Any], *, base_dir: str | Path = ".") -> str:
+    """A digest of everything `validate_cohort` reads: the sheets' and every patient's DICOM files' and masks'
+    path, size and modification time, and the config sections that decide what is checked. Cheap (file
+    status only): a changed digest means the cohort must be checked again."""
+    import hashlib
+    import json
+
+    from .cohort import CohortColumns, PatientSource, read_cohort
+
+    base_dir = Path(base_dir).resolve()
+    cohort_cfg = config["cohort"]
+    phases = workflow_phases(config)
+    digest = hashlib.sha256(json.dumps({"cohort": cohort_cfg, "roi": config.get("roi"), "phases": phases},
+                                       sort_keys=True, default=str).encode())
+    for key in ("sheet", "clinical_sheet", "clinical_dictionary"):
+        path = _absolute(cohort_cfg.get(key), base_dir)
+        st = path.stat() if path is not None and path.is_file() else None
+        digest.update(f"{path}\0{st and (st.st_size, st.st_mtime_ns)}\n".encode())
+    table, _ = read_cohort(_absolute(cohort_cfg["sheet"], base_dir), phases=phases, require=(),
+                           columns=CohortColumns(**cohort_cfg.get("columns", {})), mvi_labels={}, grade_labels={})
+    for row in ([] if table is None else table.to_dict("records")):
+        source = PatientSource(row["patient_id"], {}, {p: row[f"{p}_dicom"] for p in phases},
+                               {p: row[f"{p}_series_uid"] for p in phases}, {p: row[f"{p}_mask"] for p in phases})
+        digest.update(f"{row['patient_id']}\0{source.fingerprint(phases)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def check_cohort_once(config: Mapping[str, Any], record: str | Path, *, workers: int | None = None,
+                      base_dir: str | Path = ".") -> CheckSummary | None:
+    """`require_valid_cohort` unless `record` shows that this very cohort (same `cohort_fingerprint_of`) passed
+    before; on success writes the record (the summary and the fingerprint: counts, no identifier).
+
+    For the workflow's DAG-building step: a cohort with problems stops the workflow before any job, with the
+    list, and an unchanged cohort costs only the file status calls. Returns the summary, or None when the
+    record was current (or the config describes the synthetic cohort)."""
+    import json
+
+    from .atomic import write_text
+
+    if config["cohort"].get("sheet") is None:
+        return None
+    fingerprint = cohort_fingerprint_of(config, base_dir=base_dir)
+    record = Path(base_dir) / record
+    try:
+        if json.loads(record.read_text()).get("fingerprint") == fingerprint:
+            return None
+    except (OSError, ValueError):
+        pass
+    summary = require_valid_cohort(config, workers=workers, base_dir=base_dir)
+    write_text(record, json.dumps({**summary.__dict__, "fingerprint": fingerprint}, indent=2) + "\n")
+    return summary

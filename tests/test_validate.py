@@ -23,10 +23,10 @@ import SimpleITK as sitk
 import yaml
 from pydicom.uid import generate_uid
 
-from cmdnet.cohort import cohort_sources, labels_from_sources
+from cmdnet.cohort import cohort_fingerprint, cohort_sources, labels_from_sources
 from cmdnet.dicom import read_series, uid_digest
 from cmdnet.errors import CohortInvalid
-from cmdnet.validate import CheckSummary, load_config, require_valid_cohort, validate_cohort
+from cmdnet.validate import CheckSummary, check_cohort_once, load_config, require_valid_cohort, validate_cohort
 from tests.conftest import REPO, shared_dicom_case
 
 PHASES = ["PRE", "HBP"]
@@ -252,12 +252,28 @@ def test_cohort_sources_give_each_patient_its_own_files_and_leave_labels_unparse
     assert p1.mask_files(PHASES) == [str(root / "masks" / f"P01_{ph}.nii.gz") for ph in PHASES]
     assert p1.series(["HBP"]) == {"HBP": {"dicom": str(root / "dicom" / "P01" / "HBP"), "series_uid": "",
                                           "mask": str(root / "masks" / "P01_HBP.nii.gz")}}
+    assert p1.dicom_dirs(PHASES) == [str(root / "dicom" / "P01" / ph) for ph in PHASES]
     assert sources["P02"].labels == {"mvi": "M9", "grade": "low"}
     with pytest.raises(CohortInvalid, match=r"patient P02: 'mvi' label is text \(2 characters\)"):
         labels_from_sources({pid: s.labels for pid, s in sources.items()}, case["config"]["cohort"])
     labels = labels_from_sources({pid: s.labels for pid, s in sources.items() if pid != "P02"},
                                  case["config"]["cohort"])
     assert labels["mvi"].tolist() == [1, 0, 1] and labels["grade"].tolist() == [0, 0, 0]
+
+
+def test_fingerprints_change_with_one_patients_mask_and_nothing_else(case):
+    root = case["root"]
+    sources = cohort_sources(root / "cohort.csv", case["config"]["cohort"], PHASES)
+    before = {pid: s.fingerprint(PHASES) for pid, s in sources.items()}
+    whole = cohort_fingerprint(sources, PHASES)
+    mask = root / "masks" / "P03_HBP.nii.gz"
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))  # rewritten in place
+    after = {pid: s.fingerprint(PHASES) for pid, s in sources.items()}
+    assert [pid for pid in before if before[pid] != after[pid]] == ["P03"]
+    assert cohort_fingerprint(sources, PHASES) != whole
+    dicom_only = sources["P03"].fingerprint(PHASES, masks=False)
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    assert sources["P03"].fingerprint(PHASES, masks=False) == dicom_only, "a mask must not rerun conversion"
 
 
 def test_cohort_sources_refuse_ids_that_cannot_name_jobs_all_at_once(case):
@@ -274,3 +290,17 @@ def test_summary_record_is_json_and_holds_no_path_or_id(case):
     summary = require_valid_cohort(case["config"], base_dir=case["root"], workers=1)
     text = json.dumps(summary.__dict__)
     assert "P01" not in text and str(case["root"]) not in text
+
+
+def test_check_once_checks_again_only_when_a_file_or_setting_changed(case):
+    root, record = case["root"], "results/cohort/cohort_check.json"
+    first = check_cohort_once(case["config"], record, base_dir=root, workers=1)
+    assert first is not None and first.n_problems == 0 and (root / record).is_file()
+    assert check_cohort_once(case["config"], record, base_dir=root, workers=1) is None, "unchanged: not checked again"
+    _box_mask(case["ct"], root / "masks" / "P02_PRE.nii.gz", boxes=())
+    with pytest.raises(CohortInvalid, match="patient P02, phase PRE, .*no tumour voxels"):
+        check_cohort_once(case["config"], record, base_dir=root, workers=1)
+    _box_mask(case["ct"], root / "masks" / "P02_PRE.nii.gz")
+    assert check_cohort_once(case["config"], record, base_dir=root, workers=1) is not None
+    case["config"]["cohort"]["mask_components"] = "error"
+    assert check_cohort_once(case["config"], record, base_dir=root, workers=1) is not None, "a setting changed"
