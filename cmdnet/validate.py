@@ -1,4 +1,4 @@
-"""Checking a whole cohort before a long run: `cmdnet validate`, and the workflow's first job.
+"""Checking a whole cohort before a long run: `cmdnet validate`, and the workflow before its first job.
 
 `validate_cohort(config)` reads what the workflow would read and returns every problem it finds, each
 `patient P, phase X, FILE: problem` with the known parts only (the format of `cmdnet.errors.InputError`):
@@ -315,8 +315,8 @@ def _finish(groups: list[list[Problem]], summary: CheckSummary, started: float, 
 
 def require_valid_cohort(config: Mapping[str, Any], *, workers: int | None = None, base_dir: str | Path = ".",
                          schema: str | Path | None = None) -> CheckSummary:
-    """`validate_cohort` for the workflow's first job: raises `CohortInvalid` listing every problem (the
-    warnings are printed to stderr); returns the summary when there is no problem."""
+    """`validate_cohort` for the workflow: raises `CohortInvalid` listing every problem (the warnings are
+    printed to stderr); returns the summary when there is no problem."""
     import sys
 
     summary = CheckSummary()

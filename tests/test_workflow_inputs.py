@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pydicom
 import pytest
-import SimpleITK as sitk
 import yaml
 
 from tests.conftest import REPO
-from tests.test_validate import _box_mask, _build
+from tests.test_validate import SECRET, _box_mask, _build
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     "cohort_sources" not in (REPO / "rules" / "common.smk").read_text(),
@@ -52,6 +52,11 @@ def _planned(proc: subprocess.CompletedProcess) -> dict[str, int]:
 def converted(tmp_path_factory) -> dict:
     case = _build(tmp_path_factory.mktemp("wf_inputs") / "cohort", n=6)
     root = case["root"]
+    for path in sorted((root / "dicom" / "P01" / "PRE").iterdir()):   # free text that sites fill with anything
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = ds.ContrastBolusAgent = ds.ProtocolName = SECRET
+        path.unlink()
+        ds.save_as(path)
     user = yaml.safe_load((root / "config.yaml").read_text())
     user["cohort"] = {k: str(root / v) for k, v in user["cohort"].items()}
     user["roi"] = {"margin_mm": 0.0}               # the CT is 3 slices thin
@@ -62,6 +67,15 @@ def converted(tmp_path_factory) -> dict:
     done = _snakemake(workdir, config, "--cores", "2", *DATA_TARGETS)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return {**case, "workdir": workdir, "workflow_config": config}
+
+
+def _files_holding(folder: Path, text: str) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_no_dicom_free_text_reaches_results(converted):
+    assert (converted["workdir"] / "results" / "nifti" / "P01" / "PRE.json").is_file()
+    assert _files_holding(converted["workdir"] / "results", "Secretname") == []
 
 
 def test_a_rewritten_mask_reruns_that_patients_roi_job_and_what_follows_only(converted):
@@ -90,9 +104,12 @@ def test_a_cohort_with_problems_stops_before_any_job_with_the_whole_list(convert
     _box_mask(converted["ct"], root / "masks" / "P02_PRE.nii.gz", boxes=())
     clinical = pd.read_csv(root / "clinical.csv", dtype=str, keep_default_na=False)
     clinical.loc[clinical["patient_id"] == "P04", "Albumin (g/L)"] = "390"
+    clinical.loc[clinical["patient_id"] == "P05", "AFP"] = SECRET          # a name shifted into a column
     clinical.to_csv(root / "clinical.csv", index=False)
     proc = _snakemake(workdir, converted["workflow_config"], "--cores", "2", *DATA_TARGETS)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "2 problems in the cohort" in out, out[-3000:]
-    assert "patient P02, phase PRE" in out and "patient P04" in out and "390" not in out
+    assert proc.returncode != 0 and "3 problems in the cohort" in out, out[-3000:]
+    assert "patient P02, phase PRE" in out and "patient P04" in out and "patient P05" in out
+    assert "390" not in out and "Secretname" not in out, "a clinical cell was echoed"
     assert "Select jobs to execute" not in out, "no job may start"
+    assert _files_holding(workdir / "results", "Secretname") == []
