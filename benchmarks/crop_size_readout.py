@@ -72,7 +72,7 @@ def main() -> None:
         mask = cohort / "masks" / f"{pid}_{args.phase}.nii.gz"
         for name, extra in SETTINGS.items():
             out = work / "roi" / f"{pid}.npz"
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True):
                 warnings.simplefilter("always", CohortWarning)
                 row = extract_roi(image, mask, out, RoiParams(make_patches=False, **extra), patient=pid,
                                   phase=args.phase)

@@ -75,7 +75,8 @@ def _build(root: Path, n: int = 4) -> dict:
     pd.DataFrame(rows).to_csv(root / "cohort.csv", index=False)
     pd.DataFrame(clinical).to_csv(root / "clinical.csv", index=False)
     (root / "dictionary.csv").write_text(DICTIONARY)
-    user = {"cohort": {"sheet": "cohort.csv", "clinical_sheet": "clinical.csv", "clinical_dictionary": "dictionary.csv"},
+    user = {"cohort": {"sheet": "cohort.csv", "clinical_sheet": "clinical.csv",
+                       "clinical_dictionary": "dictionary.csv"},
             "mvi": {"phases": PHASES}, "grade": {"phase": "HBP"}}
     (root / "config.yaml").write_text(yaml.safe_dump(user))
     return {"root": root, "ct": ct, "config": load_config([root / "config.yaml"])}
@@ -248,7 +249,8 @@ def test_cohort_sources_give_each_patient_its_own_files_and_leave_labels_unparse
     sources = cohort_sources(root / "cohort.csv", case["config"]["cohort"], PHASES)
     assert list(sources) == ["P01", "P02", "P03", "P04"]
     p1 = sources["P01"]
-    assert p1.dicom_files(PHASES) == [str(root / "dicom" / "P01" / ph / f"0{k}.dcm") for ph in PHASES for k in (1, 2, 3)]
+    assert p1.dicom_files(PHASES) == [str(root / "dicom" / "P01" / ph / f"0{k}.dcm")
+                                      for ph in PHASES for k in (1, 2, 3)]
     assert p1.mask_files(PHASES) == [str(root / "masks" / f"P01_{ph}.nii.gz") for ph in PHASES]
     assert p1.series(["HBP"]) == {"HBP": {"dicom": str(root / "dicom" / "P01" / "HBP"), "series_uid": "",
                                           "mask": str(root / "masks" / "P01_HBP.nii.gz")}}
