@@ -5,10 +5,8 @@ A grid is `size` (x, y, z voxels), `spacing` (mm), `origin` (LPS mm, centre of v
 needs only the two grids, so a whole cohort can be checked from DICOM headers and mask headers.
 
 `to_lps` reorders and flips the index axes so that axis `j` runs along world axis `j` in the positive
-sense (L, P, S): index axis `i` goes to the world axis of the largest absolute component of its direction
-column, flipped when that component is negative; the new origin is the centre of the voxel that becomes
-index 0. This is what `sitk.DICOMOrient(image, "LPS")` does for any grid whose axes are less than 45
-degrees from the world axes (tests compare the two).
+sense (L, P, S), exactly as `sitk.DICOMOrient(image, "LPS")` does (the order and flips are SimpleITK's, taken
+from a 2x2x2 probe with the same directions); the new origin is the centre of the voxel that becomes index 0.
 """
 
 from __future__ import annotations
@@ -59,19 +57,19 @@ def read_grid(path: str | Path) -> tuple[Grid, int, int, str]:
 
 
 def to_lps(grid: Grid) -> Grid:
-    """The same voxels with index axes along +L, +P, +S (module docstring)."""
+    """The same voxels with index axes along +L, +P, +S (module docstring), as `sitk.DICOMOrient` orders them."""
     d = np.asarray(grid.direction, float).reshape(3, 3)
-    world_axis = np.argmax(np.abs(d), axis=0)           # world axis of each index axis
-    if sorted(world_axis.tolist()) != [0, 1, 2]:
-        raise ValueError(f"direction {grid.direction} has two index axes along one world axis")
-    order = np.argsort(world_axis)                      # new axis j <- old axis order[j]
-    flip = d[world_axis[order], order] < 0
+    # SimpleITK decides the axis order and flips from the direction alone: ask it on a 2x2x2 image.
+    probe = sitk.Image([2, 2, 2], sitk.sitkUInt8)
+    probe.SetDirection(tuple(float(v) for v in d.ravel()))
+    new_d = np.asarray(sitk.DICOMOrient(probe, "LPS").GetDirection()).reshape(3, 3)
+    match = d.T @ new_d                                 # +-1 where new axis j is old axis i (flipped or not)
+    order = np.argmax(np.abs(match), axis=0)            # new axis j <- old axis order[j]
+    flip = match[order, np.arange(3)] < 0
     size = np.asarray(grid.size)
-    first = np.where(flip, size[order] - 1, 0)          # old index (in new axis order) of the new voxel 0
     old_index = np.zeros(3)
-    old_index[order] = first
+    old_index[order] = np.where(flip, size[order] - 1, 0)  # the old index of the new voxel 0
     origin = grid.index_to_mm(old_index[None])[0]
-    new_d = d[:, order] * np.where(flip, -1.0, 1.0)
     return Grid(tuple(int(v) for v in size[order]), tuple(float(grid.spacing[i]) for i in order),
                 tuple(float(v) for v in origin), tuple(float(v) for v in new_d.ravel()))
 
