@@ -162,11 +162,21 @@ def _check_series_and_mask(task: _SeriesTask) -> list[Problem]:
     return problems
 
 
+def _check_guarded(task: _SeriesTask) -> list[Problem]:
+    """`_check_series_and_mask`, with an unforeseen failure reported as a problem of that series instead of
+    ending the whole check (by its type only: the message of a parser may quote a header value)."""
+    try:
+        return _check_series_and_mask(task)
+    except Exception as err:  # noqa: BLE001 - one odd file must not hide every other problem
+        return [Problem(f"could not be checked ({type(err).__name__}); `cmdnet convert` on this series tells more",
+                        task.patient, task.phase, task.dicom or task.mask)]
+
+
 def _run(tasks: list[_SeriesTask], workers: int) -> list[list[Problem]]:
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
-            return list(pool.map(_check_series_and_mask, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
-    return [_check_series_and_mask(t) for t in tasks]
+            return list(pool.map(_check_guarded, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
+    return [_check_guarded(t) for t in tasks]
 
 
 def default_workers() -> int:
