@@ -92,6 +92,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from cmdnet.config import read_config
+    from cmdnet.data.validate import CheckSummary, validate_cohort
+
+    config = read_config(*args.configfile)
+    summary = CheckSummary()
+    for problem in validate_cohort(config, workers=args.workers, base_dir=args.directory, summary=summary):
+        print(problem)
+    print(summary.line())
+    return 1 if summary.n_problems else 0
+
+
+def _cmd_series(args: argparse.Namespace) -> int:
+    from cmdnet.data.dicom.survey import format_survey, survey
+    from cmdnet.data.validate import default_workers
+
+    reports = survey(args.dir, workers=args.workers or default_workers())
+    print("\n".join(format_survey(reports, args.dir, full_uids=args.full_uids)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmdnet", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cmdnet {__version__}")
@@ -102,6 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output .nii.gz (the sidecar is written beside it as .json)")
     p.add_argument("--series", default=None, help="SeriesInstanceUID, needed when the directory holds several")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("validate", help="check a whole cohort before a run: every problem, one line each",
+                       description="Reads the config files as `snakemake --configfile` does (over the workflow's "
+                                   "config.yaml), then the sheets, every series' headers and every mask. Exit "
+                                   "status 0: clean (warnings allowed); 1: problems listed; 2: cannot check.")
+    p.add_argument("--configfile", nargs="+", default=[], type=Path, metavar="FILE")
+    p.add_argument("--directory", type=Path, default=Path("."),
+                   help="relative paths in the config are relative to this (snakemake's --directory)")
+    p.add_argument("--workers", type=int, default=None, help="processes reading headers (default: CPUs, max 8)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("series", help="list the DICOM series under a folder and what `convert` says of each",
+                       description="Series are named by a digest of their SeriesInstanceUID, which the cohort "
+                                   "sheet's <phase>_series_uid column and --series accept like the UID itself.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--full-uids", action="store_true",
+                   help="show full SeriesInstanceUIDs (on this console only; cmdnet never writes them to a file)")
+    p.add_argument("--workers", type=int, default=None, help="processes reading headers (default: CPUs, max 8)")
+    p.set_defaults(func=_cmd_series)
 
     p = sub.add_parser("synth", help="write a synthetic cohort (DICOM, masks, cohort and clinical sheets)")
     p.add_argument("out_dir", type=Path)

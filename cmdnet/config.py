@@ -83,15 +83,21 @@ def deep_merge(base: Mapping, override: Mapping | None) -> dict:
     return out
 
 
-def validate(config: Mapping) -> None:
-    """Check a whole configuration against the schema; a failure names the key, the rule and the value."""
+def schema_problems(config: Mapping) -> list[str]:
+    """Every place where `config` breaks the schema, one line each naming the key, the value and the rule."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError("; ".join(describe_schema_error(e) for e in errors[:5]))
+    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(map(str, e.absolute_path)))
+    return [describe_schema_error(e) for e in errors]
+
+
+def validate(config: Mapping) -> None:
+    """Check a whole configuration against the schema; a failure names the key, the rule and the value."""
+    problems = schema_problems(config)
+    if problems:
+        raise ConfigError("; ".join(problems[:5]))
 
 
 def describe_schema_error(error) -> str:
@@ -99,6 +105,8 @@ def describe_schema_error(error) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         return f"config {key}: {error.message}"
+    if error.validator in ("oneOf", "anyOf"):
+        return f"config {key} = {error.instance!r}: not one of the allowed forms"
     expected = {"type": f"expected {error.validator_value}", "enum": f"expected one of {error.validator_value}",
                 "minimum": f"expected >= {error.validator_value}", "maximum": f"expected <= {error.validator_value}",
                 "exclusiveMinimum": f"expected > {error.validator_value}",
@@ -107,17 +115,24 @@ def describe_schema_error(error) -> str:
         else f"config {key}: {expected}"
 
 
-def load_config(*files: str | Path) -> dict:
-    """`config.yaml` with the given files merged over it in order (as `snakemake --configfile`), validated."""
+def read_config(*files: str | Path) -> dict:
+    """`config.yaml` with the given files merged over it in order, as `snakemake --configfile A B` does."""
     config = default_config()
-    for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+    for path in map(Path, files):
         try:
-            config = deep_merge(config, yaml.safe_load(path.read_text()) or {})
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            detail = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0]
+            raise ConfigError(f"cannot read config file {path} ({detail})") from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping of keys")
+        config = deep_merge(config, loaded)
+    return config
+
+
+def load_config(*files: str | Path) -> dict:
+    """`read_config`, validated against the schema."""
+    config = read_config(*files)
     validate(config)
     return config
 

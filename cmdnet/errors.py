@@ -46,5 +46,23 @@ class CohortError(InputError):
     """A cohort sheet, clinical sheet or mask that does not fit the expected form."""
 
 
+class CohortInvalid(CmdnetError):
+    """Several input problems found at once (the cohort check): the message lists every one, one per line.
+
+    `problems` holds the individual errors (`InputError`, each `patient P, phase X, FILE: problem`).
+    """
+
+    def __init__(self, problems: list[InputError], *, checked: str = ""):
+        self.problems = list(problems)
+        head = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in the cohort"
+        head += f" ({checked})" if checked else ""
+        super().__init__("\n".join([head + ":"] + [f"  {p}" for p in self.problems]))
+
+
+class CohortWarning(UserWarning):
+    """Input that is used, but not as it stands (e.g. the largest of several lesions in a mask); the message
+    names the patient, phase and file like an `InputError`."""
+
+
 class BundleError(CmdnetError):
     """A model bundle that cannot be used (wrong version, missing file)."""

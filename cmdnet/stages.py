@@ -77,15 +77,6 @@ def _cohort_table(sheet: str | Path, cohort: Mapping, phases: Sequence[str], req
                        mvi_labels=cohort["mvi_labels"], grade_labels=cohort["grade_labels"], require=require)
 
 
-def _cohort_row(sheet: str | Path, cohort: Mapping, patient: str, phases: Sequence[str]):
-    table = _cohort_table(sheet, cohort, phases, require=())
-    rows = table[table["patient_id"] == patient]
-    if rows.empty:
-        from cmdnet.errors import CohortError
-        raise CohortError("patient is not in the cohort sheet", patient=patient, path=sheet)
-    return rows.iloc[0]
-
-
 # ---------------------------------------------------------------- cohort
 
 
@@ -108,10 +99,20 @@ def synthetic_cohort(*, synthetic: Mapping, out_sheet: str, out_clinical_sheet: 
     print(f"synthetic cohort of {params.n_patients} patients written to {root}")
 
 
-def cohort_labels(*, sheet: str, cohort: Mapping, phases: Sequence[str], out_labels: str) -> None:
+def cohort_labels(*, cohort: Mapping, out_labels: str, sheet: str | None = None, phases: Sequence[str] = (),
+                  label_cells: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """The labels table, from the cohort sheet (the synthetic cohort, written by the workflow) or from each
+    patient's raw label cells read when the DAG was built (a user's cohort: editing a column no job uses then
+    reruns nothing); every bad label is listed at once."""
+    from cmdnet.data.cohort import labels_from_sources
     from cmdnet.data.sheets import write_parquet
 
-    labels = _cohort_table(sheet, cohort, phases)[["patient_id", "mvi", "grade"]]
+    if (sheet is None) == (label_cells is None):
+        raise ValueError("give the cohort sheet or the patients' label cells, not both")
+    if label_cells is not None:
+        labels = labels_from_sources(label_cells, cohort)
+    else:
+        labels = _cohort_table(sheet, cohort, phases)[["patient_id", "mvi", "grade"]]
     write_parquet(labels, out_labels)
     print(f"{len(labels)} patients; MVI counts {labels['mvi'].value_counts().sort_index().to_dict()}; "
           f"grade counts {labels['grade'].value_counts().sort_index().to_dict()}")
@@ -148,27 +149,31 @@ def make_folds(*, labels: str, folds: Mapping, seed: int, out_mvi: str, out_mvi_
 # ---------------------------------------------------------------- images
 
 
-def dicom_to_nifti(*, sheet: str, cohort: Mapping, patient: str, phases: Sequence[str], out_images: Sequence[str],
-                   out_sidecars: Sequence[str]) -> None:
-    """Each phase's DICOM series of one patient -> `out_images[i]` (NIfTI, LPS) + `out_sidecars[i]` (JSON)."""
+def dicom_to_nifti(*, patient: str, series: Mapping[str, Mapping[str, str]], phases: Sequence[str],
+                   out_images: Sequence[str], out_sidecars: Sequence[str], files_digest: str = "") -> None:
+    """Each phase's DICOM series of one patient (`series[phase]`: `dicom` directory, `series_uid` or "") ->
+    `out_images[i]` (NIfTI, LPS) + `out_sidecars[i]` (JSON). `files_digest` (sizes and times of the patient's
+    files) is there only so that Snakemake reruns the job when a file is replaced in place."""
     from cmdnet.data.dicom import convert_series
 
-    row = _cohort_row(sheet, cohort, patient, phases)
     for phase, image, sidecar in zip(phases, out_images, out_sidecars, strict=True):
-        meta = convert_series(row[f"{phase}_dicom"], image, series_uid=row[f"{phase}_series_uid"] or None,
+        meta = convert_series(series[phase]["dicom"], image, series_uid=series[phase]["series_uid"] or None,
                               patient=patient, phase=phase, out_sidecar=sidecar)
         print(f"patient {patient} phase {phase}: size {meta['size']} spacing {meta['spacing']}")
 
 
-def extract_roi(*, sheet: str, cohort: Mapping, roi: Mapping, patient: str, phases: Sequence[str],
-                patch_phase: str | None, seed: int, images: Sequence[str], out_rois: Sequence[str]) -> None:
-    """Crops of every phase of one patient, 16^3 patches of `patch_phase` only."""
+def extract_roi(*, patient: str, series: Mapping[str, Mapping[str, str]], masks: Mapping, roi: Mapping,
+                phases: Sequence[str], patch_phase: str | None, seed: int, images: Sequence[str],
+                out_rois: Sequence[str]) -> None:
+    """Crops of every phase of one patient (`series[phase]["mask"]`: its tumour mask), 16^3 patches of
+    `patch_phase` only. `masks` holds `cohort.mask_label` and `cohort.mask_components`."""
+    from cmdnet.data.cohort import mask_label_for
     from cmdnet.data.roi import RoiParams, extract_roi as extract
 
-    row = _cohort_row(sheet, cohort, patient, phases)
     for phase, image, out in zip(phases, images, out_rois, strict=True):
         params = RoiParams.from_dict({**roi, "make_patches": phase == patch_phase, "seed": seed})
-        info = extract(image, row[f"{phase}_mask"], out, params, patient=patient, phase=phase)
+        info = extract(image, series[phase]["mask"], out, params, patient=patient, phase=phase,
+                       mask_label=mask_label_for(masks, phase), mask_components=masks.get("mask_components"))
         print({k: v for k, v in info.items() if k != "path"})
 
 

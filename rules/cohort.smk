@@ -24,12 +24,13 @@ if SYNTHETIC:
 
 rule cohort_labels:
     input:
-        sheet=COHORT_SHEET,
+        **({"sheet": COHORT_SHEET} if SYNTHETIC else {}),
     output:
         labels="results/cohort/labels.parquet",
     params:
-        phases=ALL_PHASES,
-        cohort=config["cohort"],
+        **({"phases": ALL_PHASES} if SYNTHETIC else
+           {"label_cells": {pid: source.labels for pid, source in SOURCES.items()}}),
+        cohort={k: config["cohort"][k] for k in ("columns", "mvi_labels", "grade_labels")},
     log:
         "results/logs/cohort_labels.log",
     benchmark:
@@ -50,7 +51,7 @@ rule clean_clinical:
         missingness=report("results/clinical/missingness.csv", category="Data",
                            caption="../report/missingness.rst"),
     params:
-        cohort=config["cohort"],
+        cohort={k: config["cohort"][k] for k in ("columns", "identifier_columns", "out_of_range")},
     log:
         "results/logs/clean_clinical.log",
     benchmark:

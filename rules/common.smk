@@ -10,7 +10,11 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.utils import min_version
 
 from cmdnet.config import ConfigError, validate as validate_config
+from cmdnet.data.cohort import cohort_sources
+from cmdnet.data.synth.cohort import cohort_layout, synthetic_sources
 from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
+from cmdnet.data.validate import check_cohort_once
+from cmdnet.errors import CmdnetError
 from cmdnet.mvi.methods import METHODS, TEACHERS, method_spec, spec as mvi_spec, teachers_needed
 from cmdnet.mvi.objective import check_objectives
 from cmdnet.mvi.settings import job_settings
@@ -23,29 +27,50 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
+MVI_PHASES = list(config["mvi"]["phases"])
+GRADE_PHASE = config["grade"]["phase"]
+ALL_PHASES = list(dict.fromkeys(MVI_PHASES + [GRADE_PHASE]))
 SYNTHETIC = config["cohort"]["sheet"] is None
 if SYNTHETIC:
     COHORT_DIR = "resources/synthetic_cohort"  # outside results/: its DICOM headers hold (fake) identifiers
-    COHORT_SHEET = f"{COHORT_DIR}/cohort.csv"
-    CLINICAL_SHEET = f"{COHORT_DIR}/clinical.csv"
-    CLINICAL_DICTIONARY = f"{COHORT_DIR}/clinical_dictionary.csv"
-    IMAGE_INPUTS = [f"{COHORT_DIR}/dicom", f"{COHORT_DIR}/masks"]
+    LAYOUT = {key: str(path) for key, path in cohort_layout(COHORT_DIR).items()}
+    COHORT_SHEET, CLINICAL_SHEET, CLINICAL_DICTIONARY = LAYOUT["sheet"], LAYOUT["clinical_sheet"], LAYOUT["dictionary"]
     PATIENTS = synthetic_patient_ids(config["synthetic"]["n_patients"])
+    SOURCES = synthetic_sources(COHORT_DIR, PATIENTS, ALL_PHASES)
 else:
-    from cmdnet.data.cohort import patient_ids_from_sheet
-
     COHORT_SHEET = config["cohort"]["sheet"]
     CLINICAL_SHEET = config["cohort"]["clinical_sheet"]
     CLINICAL_DICTIONARY = config["cohort"]["clinical_dictionary"]
     for key in ("clinical_sheet", "clinical_dictionary"):
         if not config["cohort"][key]:
             raise WorkflowError(f"config cohort.{key} is required when cohort.sheet is set")
-    IMAGE_INPUTS = []
-    PATIENTS = patient_ids_from_sheet(COHORT_SHEET, column=config["cohort"]["columns"]["patient_id"])
+    try:
+        # The sheet is read once, here: each patient's jobs see only that patient's row (params) and files
+        # (inputs). Then the whole cohort is checked before any job runs, every problem at once (skipped when the
+        # files and settings are those of the last check that passed).
+        SOURCES = cohort_sources(COHORT_SHEET, config["cohort"], ALL_PHASES)
+        check_cohort_once(config, "results/cohort/cohort_check.json", workers=workflow.cores)
+    except CmdnetError as err:
+        raise WorkflowError(f"cmdnet: the cohort cannot be used:\n{err}") from None
+    PATIENTS = list(SOURCES)
 
-MVI_PHASES = list(config["mvi"]["phases"])
-GRADE_PHASE = config["grade"]["phase"]
-ALL_PHASES = list(dict.fromkeys(MVI_PHASES + [GRADE_PHASE]))
+
+def patient_files(wildcards):
+    """One patient's DICOM directories and mask files (the synthetic cohort's are made by one job)."""
+    if SYNTHETIC:
+        return [LAYOUT["dicom"], LAYOUT["masks"]]
+    return [*SOURCES[wildcards.patient].dicom_dirs(ALL_PHASES), *SOURCES[wildcards.patient].mask_files(ALL_PHASES)]
+
+
+def patient_series(wildcards):
+    """{phase: {dicom, series_uid, mask}} of one patient: the params of its image jobs."""
+    return SOURCES[wildcards.patient].series(ALL_PHASES)
+
+
+def patient_files_digest(wildcards):
+    """Size and time of each of the patient's files: an in-place edit reruns the patient's image jobs."""
+    return "" if SYNTHETIC else SOURCES[wildcards.patient].fingerprint(ALL_PHASES)
+
 MVI_METHODS = list(config["mvi"]["methods"])
 for _name in MVI_METHODS:
     method_spec(_name)  # unknown names fail here, with the known names listed
@@ -111,6 +136,11 @@ def grade_figures():
     """ROC curves always; the common/individual spectra when CIFA is configured."""
     names = ["roc_grade"] + (["cifa_spectra"] if "cifa" in config["grade"]["methods"] else [])
     return expand("results/figures/grade/{figure}.png", figure=names)
+
+
+def mvi_predictions(kind, names, what="oof_predictions"):
+    """The out-of-fold (or inner-validation) predictions of methods or teachers."""
+    return expand("results/mvi/{kind}/{name}/{what}.parquet", kind=kind, name=names, what=what)
 
 
 def fold_model(kind, name, repeat, fold):

@@ -4,16 +4,12 @@ MVI_FIGURES = ["roc_pairwise", "confusion_matrix", "calibration"] + [
     f"training_curves_{name}" for name in MVI_METHODS + MVI_TEACHERS]
 
 
-def _predictions(kind, names, what="oof_predictions"):
-    return expand("results/mvi/{kind}/{name}/{what}.parquet", kind=kind, name=names, what=what)
-
-
 rule evaluate_mvi:
     input:
-        methods=_predictions("methods", MVI_METHODS),
-        teachers=_predictions("teachers", MVI_TEACHERS),
-        validation=_predictions("methods", MVI_METHODS, "validation_predictions")
-        + _predictions("teachers", MVI_TEACHERS, "validation_predictions"),
+        methods=mvi_predictions("methods", MVI_METHODS),
+        teachers=mvi_predictions("teachers", MVI_TEACHERS),
+        validation=mvi_predictions("methods", MVI_METHODS, "validation_predictions")
+        + mvi_predictions("teachers", MVI_TEACHERS, "validation_predictions"),
         histories=[f"results/mvi/methods/{m}/repeat0/fold0/history.csv" for m in MVI_METHODS]
         + [f"results/mvi/teachers/{t}/repeat0/fold0/history.csv" for t in MVI_TEACHERS],
     output:

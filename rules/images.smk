@@ -5,14 +5,15 @@ rule dicom_to_nifti:
     # One job converts all phases of a patient: a job costs about a second of process start and imports,
     # more than converting one small series, so per-phase jobs would spend most of the run starting up.
     input:
-        IMAGE_INPUTS,
-        sheet=COHORT_SHEET,
+        patient_files,
     output:
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
         sidecars=expand("results/nifti/{{patient}}/{phase}.json", phase=ALL_PHASES),
     params:
         patient="{patient}",
-        cohort=config["cohort"],
+        series=lambda wildcards: {ph: {k: v for k, v in s.items() if k != "mask"}
+                                  for ph, s in patient_series(wildcards).items()},
+        files_digest=patient_files_digest,
         phases=ALL_PHASES,
     log:
         "results/logs/dicom_to_nifti/{patient}.log",
@@ -26,14 +27,14 @@ rule dicom_to_nifti:
 
 rule extract_roi:
     input:
-        IMAGE_INPUTS,
-        sheet=COHORT_SHEET,
+        patient_files,
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
     output:
         rois=expand("results/roi/{{patient}}/{phase}.npz", phase=ALL_PHASES),
     params:
         patient="{patient}",
-        cohort=config["cohort"],
+        series=patient_series,
+        masks={k: config["cohort"][k] for k in ("mask_label", "mask_components")},
         roi=config["roi"],
         phases=ALL_PHASES,
         patch_phase=GRADE_PHASE,

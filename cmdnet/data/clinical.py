@@ -11,6 +11,8 @@ Formats (docs/architecture.md, "Clinical sheet", "Clinical dictionary"). Cleanin
   (`"<20"` -> 20.0, `">1000"` -> 1000.0). Anything else (`"1,234.5"`, `"12 mg"`, `"high"`) is an
   error. Values outside the dictionary's `[min, max]` are an error, or with
   `out_of_range="missing"` become missing and are counted in the report.
+* Error messages name the patient and the column and describe a bad cell by its kind and length
+  (`text (11 characters)`), never by its content: a column shift can put a name into any column.
 * Binary items: the cell must be one of the two declared categories (case-insensitive; a numeric cell
   such as `1.0` matches a category `1`); the first category maps to 0, the second to 1.
 * Categorical items: the cell must be one of the declared categories (case-insensitive), stored as a
@@ -29,9 +31,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from cmdnet.data.cohort import validated_ids
+from cmdnet.data.cohort import id_problems
 from cmdnet.errors import CohortError
-from cmdnet.data.sheets import read_sheet
+from cmdnet.data.sheets import read_sheet, describe_cell
 
 ITEM_TYPES = ("numeric", "binary", "categorical")
 DICTIONARY_COLUMNS = ("column", "name", "type", "unit", "min", "max", "categories", "description")
@@ -191,8 +193,9 @@ def _raise_first(problems: list[tuple[str, str]], column: str, path: Path) -> No
     raise CohortError(problem, patient=pid, path=path)
 
 
-def _clean_numeric(item: ClinicalItem, raw: pd.Series, out_of_range: str, path: Path
-                   ) -> tuple[pd.Series, int]:
+def _clean_numeric(item: ClinicalItem, raw: pd.Series, out_of_range: str
+                   ) -> tuple[pd.Series, int, list[tuple[str, str]]]:
+    """Values, number set missing for being out of range, and (patient, problem) for each bad cell."""
     values = np.full(len(raw), np.nan)
     problems: list[tuple[str, str]] = []
     n_out = 0
@@ -204,7 +207,7 @@ def _clean_numeric(item: ClinicalItem, raw: pd.Series, out_of_range: str, path: 
         try:
             x = parse_number(str(cell))
         except ValueError:
-            problems.append((pid, f"column {item.column!r}: value {cell!r} is not a number (allowed: "
+            problems.append((pid, f"column {item.column!r}: {describe_cell(cell)} is not a number (allowed: "
                                   "plain decimals, optionally with a leading '<' or '>')"))
             continue
         if not lo <= x <= hi:
@@ -212,30 +215,114 @@ def _clean_numeric(item: ClinicalItem, raw: pd.Series, out_of_range: str, path: 
                 n_out += 1
                 continue
             unit = f" {item.unit}" if item.unit else ""
-            problems.append((pid, f"column {item.column!r}: value {cell!r} is outside the plausible "
-                                  f"range [{item.min}, {item.max}]{unit} (out_of_range='missing' "
+            side = "above" if x > hi else "below"
+            problems.append((pid, f"column {item.column!r}: a value {side} the plausible range "
+                                  f"[{item.min}, {item.max}]{unit} (a unit mix-up? out_of_range='missing' "
                                   "treats such values as missing)"))
             continue
         values[i] = x
-    _raise_first(problems, item.column, path)
-    return pd.Series(values, index=raw.index, dtype="float64"), n_out
+    return pd.Series(values, index=raw.index, dtype="float64"), n_out, problems
 
 
-def _clean_categories(item: ClinicalItem, raw: pd.Series, path: Path) -> pd.Series:
+def _clean_categories(item: ClinicalItem, raw: pd.Series) -> tuple[pd.Series, list[tuple[str, str]]]:
     matched: list[str | None] = []
     problems: list[tuple[str, str]] = []
     for pid, cell in raw.items():
         cat = None if pd.isna(cell) else _match_category(str(cell), item.categories)
         if cat is None and not _is_missing(cell):
             kind = "two binary categories" if item.type == "binary" else "declared categories"
-            problems.append((pid, f"column {item.column!r}: value {cell!r} is not one of the {kind} "
+            problems.append((pid, f"column {item.column!r}: {describe_cell(cell)} is not one of the {kind} "
                                   f"{'|'.join(item.categories)}"))
         matched.append(cat)
-    _raise_first(problems, item.column, path)
     if item.type == "binary":
         codes = [np.nan if c is None else float(item.categories.index(c)) for c in matched]
-        return pd.Series(codes, index=raw.index, dtype="float64")
-    return pd.Series(pd.Categorical(matched, categories=list(item.categories)), index=raw.index)
+        return pd.Series(codes, index=raw.index, dtype="float64"), problems
+    return pd.Series(pd.Categorical(matched, categories=list(item.categories)), index=raw.index), problems
+
+
+def _clean(clinical_path: Path, dictionary_path: str | Path, *, cohort_ids: list[str], id_column: str,
+           identifier_columns: Iterable[str], out_of_range: str, collect: list[CohortError] | None
+           ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """`clean_clinical`'s work. Without `collect` the first problem is raised; with it every problem is
+    appended to `collect` and the result is None when there was any."""
+    def fail(err: CohortError) -> None:
+        if collect is None:
+            raise err
+        collect.append(err)
+
+    n_before = len(collect) if collect is not None else 0
+    try:
+        items = dictionary_items(load_dictionary(dictionary_path))
+        sheet = read_sheet(clinical_path)
+    except CohortError as err:
+        fail(err)
+        return None
+    hidden = {c.casefold() for c in identifier_columns}
+    clash = [it.column for it in items if it.column.casefold() in hidden]
+    if clash:
+        fail(CohortError(f"dictionary items {', '.join(map(repr, clash))} are identifier columns, "
+                         "which are never read", path=dictionary_path))
+        return None
+    sheet = sheet.drop(columns=[c for c in sheet.columns if c.casefold() in hidden])
+
+    ids, problems = id_problems(sheet, id_column, clinical_path)
+    for err in problems:
+        fail(err)
+    if ids is None:
+        return None
+    absent_ids = [pid for pid in cohort_ids if pid not in set(ids)]
+    if absent_ids:
+        fail(CohortError(f"{len(absent_ids)} cohort patients are absent from the clinical sheet: "
+                         f"{', '.join(absent_ids)}", path=clinical_path))
+    absent_cols = [it.column for it in items if it.column not in sheet.columns]
+    if absent_cols:
+        fail(CohortError(f"dictionary columns absent from the clinical sheet: "
+                         f"{', '.join(map(repr, absent_cols))}", path=clinical_path))
+
+    present = [pid for pid in cohort_ids if pid in set(ids)]
+    sheet = sheet.drop_duplicates(subset=id_column, keep="first")
+    sheet.index = pd.Index(sheet[id_column].astype(str))
+    sheet = sheet.loc[present]
+    table = pd.DataFrame({"patient_id": pd.Series(present, dtype=object)})
+    report = []
+    n = len(present)
+    for item in items:
+        if item.column not in sheet.columns:
+            continue
+        raw = sheet[item.column]
+        n_out = 0
+        if item.type == "numeric":
+            values, n_out, cell_problems = _clean_numeric(item, raw, out_of_range)
+        else:
+            values, cell_problems = _clean_categories(item, raw)
+        if collect is None:
+            _raise_first(cell_problems, item.column, clinical_path)
+        else:
+            collect.extend(CohortError(problem, patient=pid, path=clinical_path) for pid, problem in cell_problems)
+        table[item.name] = values.to_numpy() if item.type != "categorical" else values.array
+        n_missing = int(values.isna().sum())
+        numeric = item.type == "numeric" and n_missing < n
+        report.append({"name": item.name, "column": item.column, "type": item.type, "unit": item.unit,
+                       "n_missing": n_missing, "fraction_missing": n_missing / n if n else math.nan,
+                       "n_out_of_range": n_out,
+                       "min": float(values.min()) if numeric else math.nan,
+                       "max": float(values.max()) if numeric else math.nan})
+    if collect is not None and len(collect) > n_before:
+        return None
+    return table, pd.DataFrame(report)
+
+
+def check_clinical(clinical_path: str | Path, dictionary_path: str | Path, *,
+                   cohort_ids: list[str], id_column: str = "patient_id",
+                   identifier_columns: Iterable[str] = ("name",),
+                   out_of_range: Literal["error", "missing"] = "error") -> list[CohortError]:
+    """Every problem `clean_clinical` would raise, one error per bad cell (patient and column named, the cell
+    described by kind and length only), in the order: dictionary, sheet, ids, absent patients and columns,
+    then item by item. Empty when the sheet is clean."""
+    problems: list[CohortError] = []
+    _clean(Path(clinical_path), dictionary_path, cohort_ids=list(cohort_ids), id_column=id_column,
+           identifier_columns=identifier_columns, out_of_range=out_of_range, collect=problems)
+    return problems
 
 
 def clean_clinical(clinical_path: str | Path, dictionary_path: str | Path, *,
@@ -259,47 +346,8 @@ def clean_clinical(clinical_path: str | Path, dictionary_path: str | Path, *,
     """
     if out_of_range not in ("error", "missing"):
         raise ValueError(f"out_of_range must be 'error' or 'missing', got {out_of_range!r}")
-    clinical_path = Path(clinical_path)
-    items = dictionary_items(load_dictionary(dictionary_path))
-    sheet = read_sheet(clinical_path)
-    hidden = {c.casefold() for c in identifier_columns}
-    clash = [it.column for it in items if it.column.casefold() in hidden]
-    if clash:
-        raise CohortError(f"dictionary items {', '.join(map(repr, clash))} are identifier columns, "
-                          "which are never read", path=dictionary_path)
-    sheet = sheet.drop(columns=[c for c in sheet.columns if c.casefold() in hidden])
-
-    ids = validated_ids(sheet, id_column, clinical_path)
-    absent_ids = [pid for pid in cohort_ids if pid not in set(ids)]
-    if absent_ids:
-        raise CohortError(f"{len(absent_ids)} cohort patients are absent from the clinical sheet: "
-                          f"{', '.join(absent_ids)}", path=clinical_path)
-    absent_cols = [it.column for it in items if it.column not in sheet.columns]
-    if absent_cols:
-        raise CohortError(f"dictionary columns absent from the clinical sheet: "
-                          f"{', '.join(map(repr, absent_cols))}", path=clinical_path)
-
-    sheet.index = pd.Index(ids)
-    sheet = sheet.loc[list(cohort_ids)]
-    table = pd.DataFrame({"patient_id": pd.Series(list(cohort_ids), dtype=object)})
-    report = []
-    n = len(cohort_ids)
-    for item in items:
-        raw = sheet[item.column]
-        n_out = 0
-        if item.type == "numeric":
-            values, n_out = _clean_numeric(item, raw, out_of_range, clinical_path)
-        else:
-            values = _clean_categories(item, raw, clinical_path)
-        table[item.name] = values.to_numpy() if item.type != "categorical" else values.array
-        n_missing = int(values.isna().sum())
-        numeric = item.type == "numeric" and n_missing < n
-        report.append({"name": item.name, "column": item.column, "type": item.type, "unit": item.unit,
-                       "n_missing": n_missing, "fraction_missing": n_missing / n if n else math.nan,
-                       "n_out_of_range": n_out,
-                       "min": float(values.min()) if numeric else math.nan,
-                       "max": float(values.max()) if numeric else math.nan})
-    return table, pd.DataFrame(report)
+    return _clean(Path(clinical_path), dictionary_path, cohort_ids=list(cohort_ids), id_column=id_column,
+                  identifier_columns=identifier_columns, out_of_range=out_of_range, collect=None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -60,6 +60,22 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def describe_cell(value: object) -> str:
+    """What a sheet cell holds, without its content (for error messages: a cell may hold a name that slipped
+    into the wrong column): `'a number (5 characters)'`, `'text (11 characters)'` or `'an empty cell'`."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "an empty cell"
+    text = str(value).strip()
+    if not text:
+        return "an empty cell"
+    try:
+        float(text)
+        kind = "a number"
+    except ValueError:
+        kind = "text"
+    return f"{kind} ({len(text)} character{'s' if len(text) != 1 else ''})"
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     """Write `df` (without its index) to Parquet through a temporary file renamed onto `path`."""
     with atomic_path(path) as tmp:

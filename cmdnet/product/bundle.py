@@ -39,6 +39,7 @@ from cmdnet import __version__
 from cmdnet.errors import BundleError
 from cmdnet.labels import MVI_CLASSES
 from cmdnet.data.roi import RoiParams
+from cmdnet.atomic import _umask
 
 FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
@@ -141,6 +142,7 @@ def write_bundle(out_dir: str | Path, model_paths: Sequence[str | Path], *, meth
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the bundle follows the umask like every output
     try:
         members = []
         for k, p in enumerate(payloads):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmdnet.data.clinical import ClinicalPreprocessor, clean_clinical, load_dictionary, parse_number
+from cmdnet.data.clinical import ClinicalPreprocessor, clean_clinical, load_dictionary, parse_number, check_clinical
 from cmdnet.errors import CohortError
 
 DICTIONARY = """column,name,type,unit,min,max,categories,description
@@ -92,6 +92,31 @@ def test_identifier_value_never_in_error(tmp_path):
     assert SECRET not in str(err.value) and "Jane" not in str(err.value)
 
 
+def test_a_name_shifted_into_any_column_never_reaches_an_error(tmp_path):
+    rows = _sheet_rows()
+    for column in ("Albumin (g/L)", "AFP", "HBV", "Child-Pugh"):
+        rows[1][column] = SECRET
+    problems = check_clinical(*_write(tmp_path, rows), cohort_ids=["P4", "P1", "P2", "P3"])
+    assert len(problems) == 4 and {p.patient for p in problems} == {"P2"}
+    text = "\n".join(map(str, problems))
+    assert "Secretname" not in text and "text (18 characters)" in text
+
+
+def test_check_clinical_lists_every_bad_cell_of_every_column(tmp_path):
+    rows = _sheet_rows()
+    rows[0]["Albumin (g/L)"] = "390"       # P1: a unit mix-up
+    rows[1]["Albumin (g/L)"] = "12 g"      # P2
+    rows[2]["Child-Pugh"] = "D"            # P3
+    rows[3]["HBV"] = "maybe"               # P4
+    problems = check_clinical(*_write(tmp_path, rows), cohort_ids=["P1", "P2", "P3", "P4", "P9"])
+    lines = [str(p) for p in problems]
+    assert len(lines) == 5, "\n".join(lines)
+    assert "absent from the clinical sheet: P9" in lines[0]
+    assert [p.patient for p in problems[1:]] == ["P1", "P2", "P4", "P3"], "dictionary order, then patients"
+    assert "above the plausible range" in lines[1] and "not a number" in lines[2]
+    assert check_clinical(*_write(tmp_path, _sheet_rows()), cohort_ids=["P1", "P2"]) == []
+
+
 def test_xlsx_gives_the_same_result_as_csv(tmp_path):
     rows = _sheet_rows()
     a = _clean(tmp_path, rows)
@@ -116,7 +141,7 @@ def test_cohort_ids_absent_from_clinical_sheet_are_listed(tmp_path):
         _clean(tmp_path, _sheet_rows(), ids=["P1", "P9", "P7"])
 
 
-def test_non_numeric_text_names_patient_column_value(tmp_path):
+def test_non_numeric_text_names_patient_and_column_and_describes_the_cell(tmp_path):
     rows = _sheet_rows()
     rows[1]["Albumin (g/L)"] = "1,234.5"
     rows[3]["Albumin (g/L)"] = "12 g"
@@ -124,7 +149,8 @@ def test_non_numeric_text_names_patient_column_value(tmp_path):
         _clean(tmp_path, rows)
     msg = str(err.value)
     assert err.value.patient == "P4"  # first in cohort order
-    assert "'Albumin (g/L)'" in msg and "'12 g'" in msg and "not a number" in msg
+    assert "'Albumin (g/L)'" in msg and "text (4 characters) is not a number" in msg
+    assert "12 g" not in msg, "the cell's content must not be repeated (it may be a name in the wrong column)"
     assert "1 more invalid values" in msg and "P2" in msg and "clinical.csv" in msg
 
 
@@ -134,7 +160,8 @@ def test_out_of_range_is_an_error_by_default(tmp_path):
     with pytest.raises(CohortError) as err:
         _clean(tmp_path, rows)
     msg = str(err.value)
-    assert err.value.patient == "P2" and "'95'" in msg and "[10.0, 80.0] g/L" in msg
+    assert err.value.patient == "P2" and "above the plausible range [10.0, 80.0] g/L" in msg
+    assert "95" not in msg, "an out-of-range number may be an identifier (an MRN in the wrong column)"
     assert "'Albumin (g/L)'" in msg
 
 
@@ -159,14 +186,15 @@ def test_unknown_category_value(tmp_path):
     rows = _sheet_rows()
     rows[2]["Child-Pugh"] = "D"
     with pytest.raises(CohortError, match=r"patient P3, .*clinical\.csv: column 'Child-Pugh': "
-                                          r"value 'D' is not one of the declared categories A\|B\|C"):
+                                          r"text \(1 character\) is not one of the declared categories "
+                                          r"A\|B\|C"):
         _clean(tmp_path, rows)
 
 
 def test_binary_value_outside_two_categories(tmp_path):
     rows = _sheet_rows()
     rows[0]["HBV"] = "maybe"
-    with pytest.raises(CohortError, match=r"patient P1, .*'HBV': value 'maybe' is not one of the two "
+    with pytest.raises(CohortError, match=r"patient P1, .*'HBV': text \(5 characters\) is not one of the two "
                                           r"binary categories no\|yes"):
         _clean(tmp_path, rows)
 
@@ -174,7 +202,7 @@ def test_binary_value_outside_two_categories(tmp_path):
 def test_missing_id_column_and_duplicates_in_clinical_sheet(tmp_path):
     rows = _sheet_rows()
     rows[3]["patient_id"] = "P1"
-    with pytest.raises(CohortError, match=r"clinical\.csv: duplicate patient ids: P1"):
+    with pytest.raises(CohortError, match=r"clinical\.csv: duplicate patient ids: P1 \(row 2, row 5\)"):
         _clean(tmp_path, rows)
     with pytest.raises(CohortError, match=r"no patient id column 'pid'.*'Albumin \(g/L\)'"):
         _clean(tmp_path, _sheet_rows(), id_column="pid")

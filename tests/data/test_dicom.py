@@ -18,7 +18,9 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from cmdnet.data.dicom import SIDECAR_ATTRIBUTES, convert_series, list_series, read_series
+from cmdnet.data.dicom import SIDECAR_ATTRIBUTES, convert_series, list_series, read_series, series_grid, uid_digest
+from cmdnet.data.dicom.survey import format_survey, survey
+from cmdnet.data.grid import grid_mismatch, grid_of
 from cmdnet.errors import DicomError, InputError
 from tests.conftest import REPO, shared_dicom_case
 
@@ -165,6 +167,15 @@ def test_missing_and_empty_directories_are_refused(tmp_path):
     _refused(tmp_path / "empty", tmp_path / "out2", "empty")
 
 
+def test_a_study_folder_given_for_a_series_folder_is_called_so(tmp_path):
+    study = tmp_path / "study"
+    _copy("ge_ct_liver_3slice_with_mask", study / "series1")
+    _copy("siemens_decubitus_HFDL_t1_sag", study / "sub" / "series2")
+    err = _refused(study, tmp_path / "out", "a study or patient folder, not a series folder")
+    assert "38 in 2 sub-folder(s)" in str(err) and "cmdnet series" in str(err)
+    assert "is empty" not in str(err)
+
+
 def test_non_dicom_file_in_the_series_is_refused(tmp_path):
     src = _copy("ge_ct_liver_3slice_with_mask", tmp_path / "ct")
     (src / "04.dcm").write_bytes(np.random.default_rng(0).bytes(4096))
@@ -192,12 +203,19 @@ def test_two_series_need_a_choice(tmp_path):
 
     assert [(s.uid, s.n_files) for s in list_series(src)] == sorted([(first_uid, 3), (second_uid, 3)])
     err = _refused(src, tmp_path / "out", "2 series found and none chosen")
-    assert first_uid in str(err) and second_uid in str(err)
-    _refused(src, tmp_path / "out", "series 1.2.3 not found", series_uid="1.2.3")
+    assert first_uid not in str(err) and second_uid not in str(err), "UIDs reach logs only as digests"
+    assert uid_digest(first_uid) in str(err) and uid_digest(second_uid) in str(err)
+    assert "cmdnet series" in str(err), "the refusal must point to the command that lists the series"
+    err = _refused(src, tmp_path / "out", r"the chosen series \(digest [0-9a-f]{16}\) is not in this directory",
+                   series_uid="1.2.3")
+    assert "1.2.3" not in str(err)
 
     sidecar = convert_series(src, tmp_path / "ok" / "vol.nii.gz", series_uid=second_uid)
     assert sidecar["series_uid_sha256"] == hashlib.sha256(second_uid.encode()).hexdigest()[:16]
     assert sidecar["size"] == [512, 512, 3]
+    # The digest that `cmdnet series` prints chooses the series as well as the full UID.
+    by_digest = convert_series(src, tmp_path / "ok2" / "vol.nii.gz", series_uid=uid_digest(second_uid).upper())
+    assert by_digest == sidecar
 
 
 def test_missing_middle_slice_is_refused(tmp_path):
@@ -254,6 +272,56 @@ def test_sidecar_holds_no_identifier(tmp_path):
     allowed = set(SIDECAR_ATTRIBUTES) | {"series_uid_sha256", "n_files", "n_slices", "size", "spacing", "origin",
                                          "direction", "orientation", "dtype", "rescale_applied"}
     assert set(sidecar) <= allowed, set(sidecar) - allowed
+
+
+def test_free_text_fields_never_reach_the_sidecar(tmp_path):
+    src = _copy("ge_ct_liver_3slice_with_mask", tmp_path / "ct")
+    planted = {"SeriesDescription": "liver Doe^Jane 1951", "ContrastBolusAgent": "Primovist for J. Doe",
+               "BodyPartExamined": "DOE JANE", "ProtocolName": "Jane Doe protocol",
+               "StudyDescription": "MRN 8841207"}
+    for path in src.iterdir():
+        ds = pydicom.dcmread(path)
+        for keyword, value in planted.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+    convert_series(src, tmp_path / "out" / "vol.nii.gz")
+    text = (tmp_path / "out" / "vol.json").read_text()
+    for word in ("Doe", "DOE", "Jane", "8841207", "Primovist"):
+        assert word not in text, f"free text {word!r} leaked into the sidecar"
+    assert not {"SeriesDescription", "ContrastBolusAgent", "BodyPartExamined"} & set(SIDECAR_ATTRIBUTES)
+
+
+@pytest.mark.parametrize("case, files", [("siemens_decubitus_HFDL_t1_sag", None),
+                                         ("ge_ct_liver_3slice_with_mask", None),
+                                         ("siemens_xa10_enhanced", ["6_1.dcm"])])
+def test_series_grid_from_headers_is_the_grid_convert_writes(tmp_path, case, files):
+    src = _copy(case, tmp_path / "in")
+    if files:
+        for path in src.iterdir():
+            if path.name not in files:
+                path.unlink()
+    converted = read_series(src)
+    assert grid_mismatch(series_grid(src), grid_of(converted)) is None
+
+
+def test_survey_lists_every_series_under_a_folder_with_convert_verdicts(tmp_path):
+    root = tmp_path / "export"
+    _copy("ge_ct_liver_3slice_with_mask", root / "p1" / "ct")
+    _copy("siemens_decubitus_HFDL_t1_sag", root / "p1" / "t1")
+    _copy("ge_dwi_4d", root / "p2" / "dwi")
+    (root / "p2" / "notes").mkdir()
+    (root / "p2" / "notes" / "readme.txt").write_text("not DICOM")
+    reports = survey(root, workers=2)
+    by_folder = {r.folder.relative_to(root).as_posix(): r for r in reports}
+    assert sorted(by_folder) == ["p1/ct", "p1/t1", "p2/dwi", "p2/notes"]
+    assert by_folder["p1/ct"].verdict == "ok" and by_folder["p1/ct"].size == (512, 512, 3)
+    assert by_folder["p1/t1"].verdict == "ok" and by_folder["p1/t1"].n_files == 35
+    assert "more than one volume" in by_folder["p2/dwi"].verdict
+    assert by_folder["p2/notes"].uid is None and "not readable DICOM" in by_folder["p2/notes"].verdict
+    lines = format_survey(reports, root)
+    uid = by_folder["p1/ct"].uid
+    assert any(by_folder["p1/ct"].digest in line for line in lines) and not any(uid in line for line in lines)
+    assert any(uid in line for line in format_survey(reports, root, full_uids=True))
 
 
 def test_cli_converts_and_refuses(tmp_path):

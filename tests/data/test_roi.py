@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from cmdnet.config import ConfigError
-from cmdnet.errors import CohortError, InputError
+from cmdnet.errors import CohortError, InputError, CohortWarning
 from cmdnet.data.datasets import assemble_dataset, load_dataset
 from cmdnet.data.roi import RoiParams, extract_roi, load_mask_on_image_grid
 from tests.conftest import shared_dicom_case
@@ -20,6 +21,7 @@ SPACING = (2.0, 2.0, 4.0)
 ORIGIN = (-40.0, -30.0, -45.0)
 CENTRE_MM = np.array([2.0, 0.0, -5.0])      # tumour centre, LPS mm
 RADII_MM = np.array([17.0, 15.0, 21.0])
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 def _grid_points(size=SIZE_XYZ, spacing=SPACING, origin=ORIGIN) -> np.ndarray:
@@ -328,14 +330,20 @@ def test_real_ct_liver_crop_lands_on_the_liver(tmp_path):
     sitk.WriteImage(image, str(image_path))
     seg = root / "ref" / "liver_seg.nrrd"
 
-    mask = load_mask_on_image_grid(seg, image, patient="CT1", phase="PRE")
+    mask = load_mask_on_image_grid(seg, image, patient="CT1", phase="PRE", components="all")
     liver = sitk.GetArrayFromImage(mask)
     assert liver.sum() == 107098                          # every labelled voxel kept
+    # The reference segmentation has three stray voxels apart from the liver: by default only the largest
+    # component is kept, with a warning that names the patient and the sizes.
+    with pytest.warns(CohortWarning, match=r"patient CT1, phase PRE, .*liver_seg.nrrd: tumour mask holds 4 "
+                                           r"separate lesions of 107094, 2, 1, 1 voxels"):
+        largest = load_mask_on_image_grid(seg, image, patient="CT1", phase="PRE")
+    assert sitk.GetArrayFromImage(largest).sum() == 107094
 
     # No margin: the liver is 3 slices (3 mm) thick, so any z margin would dilute the crop.
     out = tmp_path / "ct.npz"
     row = extract_roi(image_path, seg, out, RoiParams(margin_mm=0.0, make_patches=False),
-                      patient="CT1", phase="PRE")
+                      patient="CT1", phase="PRE", mask_components="all")
     with np.load(out, allow_pickle=False) as z:
         roi = {k: z[k] for k in z.files}
     assert roi["crop_mask"].mean() > 0.5, f"crop does not land on the liver ({roi['crop_mask'].mean():.2f})"
@@ -347,3 +355,160 @@ def test_real_ct_liver_crop_lands_on_the_liver(tmp_path):
     assert np.all((crop_centre >= lo) & (crop_centre <= hi)), f"crop centre {crop_centre} outside liver box"
     # The liver is soft tissue (~40-70 HU), whereas the crop's margin holds fat/air: inside is brighter.
     assert roi["crop"][roi["crop_mask"] == 1].mean() > roi["crop"][roi["crop_mask"] == 0].mean()
+
+
+# ----------------------------------------------------------------------------------------- crop modes
+
+
+def _write_case(tmp_path: Path, name: str, image: sitk.Image, mask: sitk.Image) -> dict[str, Path]:
+    paths = {"image": tmp_path / f"{name}_img.nii.gz", "mask": tmp_path / f"{name}_mask.nii.gz"}
+    sitk.WriteImage(image, str(paths["image"]))
+    sitk.WriteImage(mask, str(paths["mask"]))
+    return paths
+
+
+def test_crop_params_need_a_size_for_fixed_mm_and_accept_one_number():
+    with pytest.raises(InputError, match="crop_mode 'fixed_mm' needs crop_size_mm"):
+        RoiParams(crop_mode="fixed_mm")
+    with pytest.raises(InputError, match="crop_mode must be one of"):
+        RoiParams(crop_mode="fit")
+    assert RoiParams.from_dict({"crop_mode": "fixed_mm", "crop_size_mm": 64}).crop_size_mm == (64.0, 64.0, 64.0)
+    with pytest.raises(InputError, match="crop_size_mm must be"):
+        RoiParams(crop_mode="fixed_mm", crop_size_mm=[64, 64])
+
+
+def test_fixed_mm_crops_keep_a_big_and_a_small_tumours_size_ratio_and_fit_box_does_not(tmp_path):
+    small = _write_case(tmp_path, "small", *_phantom(radii=np.array([6.0, 6.0, 8.0])))
+    big = _write_case(tmp_path, "big", *_phantom(radii=np.array([12.0, 12.0, 16.0])))
+    fixed = RoiParams(crop_mode="fixed_mm", crop_size_mm=(48, 48, 48), crop_shape_xyz=(24, 24, 24),
+                      make_patches=False)
+    fit = RoiParams(crop_shape_xyz=(24, 24, 24), make_patches=False)
+    counts = {}
+    for mode, params in (("fixed", fixed), ("fit", fit)):
+        for name, case in (("small", small), ("big", big)):
+            row, roi = _run(case, tmp_path, params, patient=f"{mode}{name}")
+            counts[mode, name] = int(roi["crop_mask"].sum())
+            if mode == "fixed":
+                np.testing.assert_allclose(roi["crop_spacing_mm"], [2.0, 2.0, 2.0])   # same for every patient
+                assert row["crop_cuts_tumour"] is False
+    volume_ratio = counts["fixed", "big"] / counts["fixed", "small"]
+    assert volume_ratio == pytest.approx(8.0, rel=0.2), f"fixed_mm: big/small tumour voxels {volume_ratio:.2f}, not ~8"
+    # fit_box stretches each tumour to the box: size survives only through the fixed margin's share of it
+    # ((24 / 44) / (12 / 32))^3 = 3.1 here, far from the true 8.
+    fit_ratio = counts["fit", "big"] / counts["fit", "small"]
+    assert fit_ratio < 0.5 * volume_ratio, f"fit_box kept the size ratio ({fit_ratio:.2f})"
+
+
+def test_fixed_mm_keeps_the_aspect_ratio_of_an_elongated_tumour(tmp_path):
+    case = _write_case(tmp_path, "long", *_phantom(radii=np.array([20.0, 10.0, 10.0])))
+    params = RoiParams(crop_mode="fixed_mm", crop_size_mm=60, crop_shape_xyz=(30, 30, 30), make_patches=False)
+    _, roi = _run(case, tmp_path, params)
+    z, y, x = np.nonzero(roi["crop_mask"])
+    aspect = (x.max() - x.min() + 1) / (y.max() - y.min() + 1)
+    assert aspect == pytest.approx(2.0, rel=0.15), f"x/y extent {aspect:.2f} of a 2:1 tumour"
+
+
+def test_a_tumour_larger_than_the_fixed_crop_is_cut_with_a_warning(case, tmp_path):
+    params = RoiParams(crop_mode="fixed_mm", crop_size_mm=20, make_patches=False)
+    with pytest.warns(CohortWarning, match=r"patient SYN001, phase AP, .*does not fit in the fixed crop"):
+        row, _ = _run(case, tmp_path, params)
+    assert row["crop_cuts_tumour"] is True
+
+
+def _stripes() -> tuple[sitk.Image, sitk.Image]:
+    """1 mm isotropic image of stripes along x (100, 0, 0, 100, ...: period 3 voxels) and a tumour box."""
+    arr = np.zeros((30, 60, 60), np.float32)
+    arr[:, :, ::3] = 100.0
+    image = sitk.GetImageFromArray(arr)
+    mask_arr = np.zeros(arr.shape, np.uint8)
+    mask_arr[10:21, 20:41, 20:41] = 1
+    mask = sitk.GetImageFromArray(mask_arr)
+    return image, mask
+
+
+def test_antialiasing_smooths_before_downsampling_with_sigma_from_the_factor(tmp_path):
+    image, mask = _stripes()
+    case = _write_case(tmp_path, "stripes", image, mask)
+    # Box 21 x 21 x 11 mm + 9.5 mm margin = 40 x 40 x 30 mm on 10 x 10 x 10 voxels: 4 x 4 x 3 mm, factors 4, 4, 3;
+    # samples fall on voxel centres 12, 16, 20, ...: every 4th voxel of a period-3 pattern.
+    params = dict(crop_shape_xyz=(10, 10, 10), margin_mm=9.5, normalisation="none", make_patches=False)
+    from cmdnet.data.roi import antialias_sigma_vox
+
+    np.testing.assert_allclose(antialias_sigma_vox(image, np.array([4.0, 4.0, 3.0])), [1.5, 1.5, 1.0])
+    np.testing.assert_allclose(antialias_sigma_vox(image, np.array([0.5, 1.0, 2.0])), [0.0, 0.0, 0.5])
+    _, plain = _run(case, tmp_path, RoiParams(**params), patient="plain")
+    _, smooth = _run(case, tmp_path, RoiParams(**params, antialias=True), patient="smooth")
+    assert plain["crop"].std() > 30, "without smoothing, every 4th voxel of period-3 stripes is an aliased pattern"
+    assert smooth["crop"].std() < 1.0, f"anti-aliased crop still striped (SD {smooth['crop'].std():.2f})"
+    assert smooth["crop"].mean() == pytest.approx(100 / 3, abs=1.0)
+    # The same as smoothing the whole image with that SD and then resampling linearly.
+    from scipy.ndimage import gaussian_filter
+
+    blurred = sitk.GetImageFromArray(gaussian_filter(sitk.GetArrayFromImage(image), (1.0, 1.5, 1.5),
+                                                     mode="nearest", truncate=4.0))
+    ref = sitk.Resample(blurred, (10, 10, 10), sitk.Transform(), sitk.sitkLinear,
+                        tuple(smooth["crop_origin_mm"]), tuple(smooth["crop_spacing_mm"]), _IDENTITY)
+    np.testing.assert_allclose(smooth["crop"], sitk.GetArrayFromImage(ref), atol=1e-3)
+
+
+def test_antialiasing_leaves_a_crop_alone_when_the_grid_is_not_coarser(case, tmp_path):
+    # The phantom's 2 x 2 x 4 mm voxels cropped to 1 mm: nothing to smooth.
+    params = dict(crop_mode="fixed_mm", crop_size_mm=(48, 48, 48), crop_shape_xyz=(48, 48, 48), make_patches=False)
+    _, plain = _run(case, tmp_path, RoiParams(**params), patient="plain")
+    _, smooth = _run(case, tmp_path, RoiParams(**params, antialias=True), patient="smooth")
+    np.testing.assert_array_equal(plain["crop"], smooth["crop"])
+
+
+# ----------------------------------------------------------------------------------------- mask forms
+
+
+def test_mask_label_crops_the_labelled_tumour_of_a_multi_label_mask(case, tmp_path):
+    tumour = sitk.ReadImage(str(case["mask"]))
+    liver = _image(np.pad(np.ones((16, 36, 36), np.uint8), ((2, 2), (2, 2), (2, 2))), np.uint8)
+    labelled = sitk.Cast(liver, sitk.sitkUInt8) + tumour       # liver 1, tumour 2
+    path = tmp_path / "labels.nii.gz"
+    sitk.WriteImage(labelled, str(path))
+    _, plain = _run(case, tmp_path, RoiParams(make_patches=False), patient="plain")
+    out = tmp_path / "labelled.npz"
+    extract_roi(case["image"], path, out, RoiParams(make_patches=False), patient="SYN006", phase="HBP", mask_label=2)
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["crop_mask"], plain["crop_mask"])
+        np.testing.assert_array_equal(z["crop"], plain["crop"])
+    with pytest.raises(CohortError, match=r"tumour label 3 \(cohort.mask_label\) is absent from the mask; labels "
+                                          r"present: \[1, 2\]"):
+        extract_roi(case["image"], path, tmp_path / "x.npz", RoiParams(), patient="SYN006", phase="HBP", mask_label=3)
+
+
+def test_a_soft_float_mask_gets_its_own_message_and_a_0_1_float_mask_is_accepted(case, tmp_path):
+    tumour = sitk.Cast(sitk.ReadImage(str(case["mask"])), sitk.sitkFloat32)
+    sitk.WriteImage(tumour, str(tmp_path / "binary_float.nrrd"))
+    load_mask_on_image_grid(tmp_path / "binary_float.nrrd", sitk.ReadImage(str(case["image"])))
+    sitk.WriteImage(tumour * 0.8, str(tmp_path / "soft.nrrd"))
+    with pytest.raises(CohortError, match=r"fractional values \(\d+ voxels, pixel type 32-bit float\): a soft or "
+                                          r"probability map, not a label map; threshold it") as err:
+        extract_roi(case["image"], tmp_path / "soft.nrrd", tmp_path / "o.npz", RoiParams(), patient="SYN007",
+                    phase="PRE")
+    assert "several labels" not in str(err.value)
+
+
+def test_separate_lesions_use_the_largest_with_a_warning_or_the_declared_choice(case, tmp_path):
+    arr = np.zeros(SIZE_XYZ[::-1], np.uint8)
+    arr[8:12, 10:20, 10:20] = 1          # 400 voxels
+    arr[14:16, 30:33, 30:33] = 1         # 18 voxels, apart
+    path = tmp_path / "two.nii.gz"
+    sitk.WriteImage(_image(arr, np.uint8), str(path))
+    with pytest.warns(CohortWarning, match=r"patient SYN008, phase AP, .*two.nii.gz: tumour mask holds 2 separate "
+                                           r"lesions of 400, 18 voxels \(6.4, 0.288 cm3\); using the largest"):
+        row, roi = _run(case, tmp_path, RoiParams(make_patches=False), patient="SYN008", mask=path)
+    assert row["mask_lesions"] == 2 and row["mask_lesions_kept"] == "largest"
+    assert row["tumour_volume_mm3"] == pytest.approx(400 * 16.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a declared choice is silent
+        out = tmp_path / "all.npz"
+        row_all = extract_roi(case["image"], path, out, RoiParams(make_patches=False), patient="SYN008", phase="AP",
+                              mask_components="all")
+    assert row_all["tumour_volume_mm3"] == pytest.approx(418 * 16.0)
+    with pytest.raises(CohortError, match="2 separate lesions .* \\(cohort.mask_components: error\\)"):
+        extract_roi(case["image"], path, tmp_path / "e.npz", RoiParams(), patient="SYN008", phase="AP",
+                    mask_components="error")
+    assert not (tmp_path / "e.npz").exists()

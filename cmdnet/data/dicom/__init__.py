@@ -10,7 +10,8 @@ Anything that cannot become one correct 3D volume raises `DicomError` with a one
 patient, phase and directory; nothing is written in that case.
 """
 
-from cmdnet.data.dicom.convert import SIDECAR_ATTRIBUTES, convert_series, read_series, sidecar_path
-from cmdnet.data.dicom.headers import SeriesInfo, list_series
+from cmdnet.data.dicom.convert import SIDECAR_ATTRIBUTES, convert_series, read_series, sidecar_path, series_grid
+from cmdnet.data.dicom.headers import SeriesInfo, list_series, uid_digest
 
-__all__ = ["SIDECAR_ATTRIBUTES", "SeriesInfo", "convert_series", "list_series", "read_series", "sidecar_path"]
+__all__ = ["SIDECAR_ATTRIBUTES", "SeriesInfo", "convert_series", "list_series", "read_series", "series_grid",
+           "sidecar_path", "uid_digest"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import json
 import math
 from pathlib import Path
@@ -16,15 +14,18 @@ import SimpleITK as sitk
 from cmdnet.atomic import atomic_path
 from cmdnet.errors import InputError
 from cmdnet.data.dicom.geometry import Stack, check_images, check_multiframe, first_item, frames_of, stack_frames
-from cmdnet.data.dicom.headers import Header, Where, choose_series, scan_directory
+from cmdnet.data.dicom.headers import Header, Where, choose_series, scan_directory, uid_digest
+from cmdnet.data.grid import Grid, to_lps
 
-# Sidecar allow-list: acquisition parameters only. Nothing outside this list is ever copied.
+# Sidecar allow-list: acquisition parameters that the scanner sets (numbers and defined terms). Nothing
+# outside this list is ever copied. Fields that a site types in (SeriesDescription, ProtocolName,
+# ContrastBolusAgent, BodyPartExamined, StudyDescription, ...) are free text that can hold anything,
+# including a name, and are left out on purpose.
 SIDECAR_ATTRIBUTES = (
     "Modality", "Manufacturer", "ManufacturerModelName", "MagneticFieldStrength", "RepetitionTime",
     "EchoTime", "InversionTime", "FlipAngle", "SliceThickness", "SpacingBetweenSlices", "PixelSpacing",
     "ScanningSequence", "SequenceVariant", "MRAcquisitionType", "EchoTrainLength", "PixelBandwidth",
-    "ImageType", "SeriesDescription", "BodyPartExamined", "ContrastBolusAgent", "KVP",
-    "ConvolutionKernel", "Rows", "Columns", "BitsStored", "PhotometricInterpretation",
+    "ImageType", "KVP", "ConvolutionKernel", "Rows", "Columns", "BitsStored", "PhotometricInterpretation",
 )
 
 
@@ -59,19 +60,44 @@ def read_pixels(stack: Stack, size: tuple[int, int, int], where: Where) -> sitk.
     return image
 
 
-def _load(dicom_dir: str | Path, series_uid: str | None, patient: str | None,
-          phase: str | None) -> tuple[sitk.Image, str, list[Header], Stack]:
-    dicom_dir = Path(dicom_dir)
-    where = Where(dicom_dir, patient, phase)
+def _checked_stack(dicom_dir: Path, series_uid: str | None,
+                   where: Where) -> tuple[str, list[Header], Stack, tuple[int, int, int]]:
+    """Every refusal that the headers alone can justify; returns the chosen UID, its headers, the sorted
+    stack and the (x, y, z) size the pixels must have."""
     series, problems = scan_directory(dicom_dir, where)
     uid = choose_series(series, series_uid, where)
-    headers = series[uid]
+    stack, size = stack_of(series[uid], problems, where)
+    return uid, series[uid], stack, size
+
+
+def stack_of(headers: list[Header], problems: dict[Path, str], where: Where) -> tuple[Stack, tuple[int, int, int]]:
+    """The checked stack of one series' headers and the (x, y, z) size of its volume (before LPS)."""
     rows, columns = check_images(headers, problems, where)
     frames = [frame for header in headers for frame in frames_of(header, where)]
     stack = stack_frames(frames, len(headers), where)
     check_multiframe(headers, frames, where)
-    image = read_pixels(stack, (columns, rows, len(frames)), where)
+    return stack, (columns, rows, len(frames))
+
+
+def _load(dicom_dir: str | Path, series_uid: str | None, patient: str | None,
+          phase: str | None) -> tuple[sitk.Image, str, list[Header], Stack]:
+    dicom_dir = Path(dicom_dir)
+    where = Where(dicom_dir, patient, phase)
+    uid, headers, stack, size = _checked_stack(dicom_dir, series_uid, where)
+    image = read_pixels(stack, size, where)
     return sitk.DICOMOrient(image, "LPS"), uid, headers, stack
+
+
+def series_grid(dicom_dir: str | Path, *, series_uid: str | None = None, patient: str | None = None,
+                phase: str | None = None) -> Grid:
+    """The grid that `convert_series` would write for this series (LPS), from the headers alone.
+
+    Makes every check `convert_series` makes except decoding the pixels (a corrupt compressed stream is
+    found only by the conversion). Raises `DicomError` like `convert_series`.
+    """
+    dicom_dir = Path(dicom_dir)
+    _, _, stack, size = _checked_stack(dicom_dir, series_uid, Where(dicom_dir, patient, phase))
+    return to_lps(Grid(size, stack.spacing, stack.origin, stack.direction))
 
 
 def read_series(dicom_dir: str | Path, *, series_uid: str | None = None, patient: str | None = None,
@@ -130,7 +156,7 @@ def _sidecar(image: sitk.Image, uid: str, headers: list[Header], stack: Stack) -
             sidecar["EchoTime"] = echo
     sidecar.update({
         # UIDs can embed scanner serials and acquisition times: keep only a digest to tell series apart
-        "series_uid_sha256": hashlib.sha256(uid.encode()).hexdigest()[:16],
+        "series_uid_sha256": uid_digest(uid),
         "n_files": len(headers),
         "n_slices": len(stack.frames),
         "size": list(image.GetSize()),

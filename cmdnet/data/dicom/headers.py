@@ -6,6 +6,9 @@ Rows * Columns * SamplesPerPixel * NumberOfFrames * BitsAllocated / 8 bytes is m
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +22,20 @@ from cmdnet.errors import DicomError
 _PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _SKIPPED_NAMES = {"DICOMDIR"}
+_DIGEST = re.compile(r"[0-9a-fA-F]{16}")
+
+
+def uid_digest(uid: str) -> str:
+    """The name of a series wherever a file or a log may keep it: the first 16 hex digits of the SHA-256 of
+    its SeriesInstanceUID (UIDs can embed scanner serial numbers and acquisition times). Accepted wherever a
+    SeriesInstanceUID is asked for (`choose_series`), so the full UID never has to be written down."""
+    return hashlib.sha256(str(uid).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class SeriesInfo:
-    """Summary of one series in a directory (no descriptions, no identifiers)."""
+    """Summary of one series in a directory. `uid` is the full SeriesInstanceUID: show it on the user's
+    console only, write `digest` anywhere else."""
 
     uid: str
     n_files: int
@@ -31,6 +43,10 @@ class SeriesInfo:
     modality: str | None
     rows: int | None
     columns: int | None
+
+    @property
+    def digest(self) -> str:
+        return uid_digest(self.uid)
 
 
 @dataclass(frozen=True)
@@ -114,7 +130,7 @@ def scan_directory(dicom_dir: Path, where: Where) -> tuple[dict[str, list[Header
     except OSError as err:
         raise where.error(f"directory cannot be read ({err.strerror})") from None
     if not paths:
-        raise where.error("DICOM directory is empty")
+        raise where.error(_nothing_here(dicom_dir))
     series: dict[str, list[Header]] = {}
     problems: dict[Path, str] = {}
     for path in paths:
@@ -123,6 +139,21 @@ def scan_directory(dicom_dir: Path, where: Where) -> tuple[dict[str, list[Header
         if problem is not None:
             problems[path] = problem
     return series, problems
+
+
+def _nothing_here(dicom_dir: Path) -> str:
+    """Why a directory without files cannot be a series: empty, or a study/patient folder above the series."""
+    n_files, folders = 0, 0
+    for _, dirs, files in os.walk(dicom_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        visible = [f for f in files if not f.startswith(".") and f.upper() not in _SKIPPED_NAMES]
+        n_files += len(visible)
+        folders += bool(visible)
+    if not n_files:
+        return "DICOM directory is empty"
+    return (f"no files directly in this directory, but {n_files} in {folders} sub-folder(s): a study or patient "
+            "folder, not a series folder; give the folder that holds the series' files (`cmdnet series DIR` "
+            "lists the series under it)")
 
 
 def list_series(dicom_dir: str | Path) -> list[SeriesInfo]:
@@ -146,15 +177,25 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def choose_series(series: dict[str, list[Header]], series_uid: str | None, where: Where) -> str:
+    """The UID of the chosen series: `series_uid` (a full SeriesInstanceUID or its `uid_digest`), or the only
+    series. Messages name series by digest only."""
     if series_uid is not None:
-        if series_uid not in series:
-            raise where.error(f"series {series_uid} not found; the directory holds {_uid_list(series)}")
-        return series_uid
+        wanted = str(series_uid).strip()
+        by_digest = {uid_digest(uid): uid for uid in series}
+        if wanted in series:
+            return wanted
+        if _DIGEST.fullmatch(wanted) and wanted.lower() in by_digest:
+            return by_digest[wanted.lower()]
+        shown = wanted.lower() if _DIGEST.fullmatch(wanted) else uid_digest(wanted)
+        raise where.error(f"the chosen series (digest {shown}) is not in this directory, which holds "
+                          f"{_digest_list(series)}; `cmdnet series DIR` lists them")
     if len(series) > 1:
-        raise where.error(f"{len(series)} series found and none chosen (give a SeriesInstanceUID): "
-                          f"{_uid_list(series)}")
+        raise where.error(f"{len(series)} series found and none chosen: {_digest_list(series)}; run `cmdnet "
+                          "series DIR` to see them and put the chosen one's digest (or full SeriesInstanceUID) "
+                          "in the sheet's <phase>_series_uid column")
     return next(iter(series))
 
 
-def _uid_list(series: dict[str, list[Header]]) -> str:
-    return ", ".join(f"{uid} ({len(h)} files)" for uid, h in sorted(series.items()))
+def _digest_list(series: dict[str, list[Header]]) -> str:
+    items = sorted((uid_digest(uid), len(h)) for uid, h in series.items())
+    return ", ".join(f"series {digest} ({n} files)" for digest, n in items)

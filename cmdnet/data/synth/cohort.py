@@ -18,12 +18,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from cmdnet.data.cohort import PatientSource
 from cmdnet.errors import InputError
 from cmdnet.data.synth.clinical import clinical_dictionary, clinical_sheet, clinical_values, draw_demographics
 from cmdnet.data.synth.dicom_writer import series_ids, write_series
@@ -113,12 +114,28 @@ def write_mask(path: Path, mask: np.ndarray, grid: Grid) -> None:
     sitk.WriteImage(image, str(path), useCompression=True)
 
 
+def series_paths(patient_id: str, phase: str) -> dict[str, str]:
+    """Where one phase of a synthetic patient lies, relative to the cohort directory (as the sheet says)."""
+    return {"dicom": f"dicom/{patient_id}/{phase}", "mask": f"masks/{patient_id}_{phase}.nii.gz"}
+
+
+def synthetic_sources(root: str | Path, patients: Sequence[str], phases: Sequence[str]) -> dict[str, PatientSource]:
+    """The synthetic cohort's patients as the workflow's DAG needs them, known before the cohort is written."""
+    sources = {}
+    for pid in patients:
+        paths = {phase: series_paths(pid, phase) for phase in phases}
+        sources[pid] = PatientSource(pid, {}, {p: str(Path(root) / paths[p]["dicom"]) for p in phases},
+                                     {p: "" for p in phases}, {p: str(Path(root) / paths[p]["mask"]) for p in phases})
+    return sources
+
+
 def _cohort_row(plan: PatientPlan) -> dict[str, str]:
     row = {"patient_id": plan.patient_id, "mvi": MVI_CLASSES[plan.mvi], "grade": plan.grade_text}
     for phase in PHASES:
-        row[f"{phase}_dicom"] = f"dicom/{plan.patient_id}/{phase}"
+        paths = series_paths(plan.patient_id, phase)
+        row[f"{phase}_dicom"] = paths["dicom"]
         row[f"{phase}_series_uid"] = ""
-        row[f"{phase}_mask"] = f"masks/{plan.patient_id}_{phase}.nii.gz"
+        row[f"{phase}_mask"] = paths["mask"]
     return row
 
 
@@ -137,10 +154,11 @@ def _write_into(root: Path, params: SynthParams) -> None:
         for phase in PHASES:
             image, mask = render_phase(params, plan, phase)
             grid = plan.grids[phase]
-            write_series(layout["dicom"] / plan.patient_id / phase, phase, grid, image, plan.identity,
+            paths = series_paths(plan.patient_id, phase)
+            write_series(root / paths["dicom"], phase, grid, image, plan.identity,
                          series_ids(params.seed, plan.patient_id, phase), plan.slice_order,
                          _rng(params, _DICOM, plan.index, PHASES.index(phase)))
-            write_mask(layout["masks"] / f"{plan.patient_id}_{phase}.nii.gz", mask, grid)
+            write_mask(root / paths["mask"], mask, grid)
     csv = {"index": False, "lineterminator": "\n"}
     pd.DataFrame([_cohort_row(p) for p in plans]).to_csv(layout["sheet"], **csv)
     sheet = clinical_sheet([p.clinical for p in plans], [p.patient_id for p in plans],
