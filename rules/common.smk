@@ -55,11 +55,14 @@ else:
     PATIENTS = list(SOURCES)
 
 
-def patient_files(wildcards):
-    """One patient's DICOM directories and mask files (the synthetic cohort's are made by one job)."""
-    if SYNTHETIC:
-        return [LAYOUT["dicom"], LAYOUT["masks"]]
-    return [*SOURCES[wildcards.patient].dicom_dirs(ALL_PHASES), *SOURCES[wildcards.patient].mask_files(ALL_PHASES)]
+def patient_dicom_dirs(wildcards):
+    """One patient's DICOM directories (the synthetic cohort's are all made by one job)."""
+    return [LAYOUT["dicom"]] if SYNTHETIC else SOURCES[wildcards.patient].dicom_dirs(ALL_PHASES)
+
+
+def patient_mask_files(wildcards):
+    """One patient's mask files: correcting a mask reruns that patient's crops and what follows."""
+    return [LAYOUT["masks"]] if SYNTHETIC else SOURCES[wildcards.patient].mask_files(ALL_PHASES)
 
 
 def patient_series(wildcards):
@@ -68,8 +71,8 @@ def patient_series(wildcards):
 
 
 def patient_files_digest(wildcards):
-    """Size and time of each of the patient's files: an in-place edit reruns the patient's image jobs."""
-    return "" if SYNTHETIC else SOURCES[wildcards.patient].fingerprint(ALL_PHASES)
+    """Size and time of each of the patient's DICOM files: a file replaced in place reruns its conversion."""
+    return "" if SYNTHETIC else SOURCES[wildcards.patient].fingerprint(ALL_PHASES, masks=False)
 
 MVI_METHODS = list(config["mvi"]["methods"])
 for _name in MVI_METHODS:

@@ -5,7 +5,7 @@ rule dicom_to_nifti:
     # One job converts all phases of a patient: a job costs about a second of process start and imports,
     # more than converting one small series, so per-phase jobs would spend most of the run starting up.
     input:
-        patient_files,
+        patient_dicom_dirs,
     output:
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
         sidecars=expand("results/nifti/{{patient}}/{phase}.json", phase=ALL_PHASES),
@@ -27,7 +27,7 @@ rule dicom_to_nifti:
 
 rule extract_roi:
     input:
-        patient_files,
+        patient_mask_files,
         images=expand("results/nifti/{{patient}}/{phase}.nii.gz", phase=ALL_PHASES),
     output:
         rois=expand("results/roi/{{patient}}/{phase}.npz", phase=ALL_PHASES),
