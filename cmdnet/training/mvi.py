@@ -28,9 +28,10 @@ from ..clinical import ClinicalPreprocessor, load_dictionary
 from ..folds import fold_split, inner_validation_split
 from ..losses import FocalLoss, class_balanced_alpha
 from ..methods import MethodSpec, TeacherSpec, method as method_spec, phase_indices, teacher as teacher_spec
-from ..models import build_model
+from ..models import build_model, load_pretrained, network_options
 from .data import FoldArrays
 from .loop import N_CLASSES, TrainConfig, fit, predict_probs, resolve_device
+from .stagewise import fit_stagewise, is_stagewise
 from .tasks import DistillConfig, DistillationTask, SupervisedTask
 
 
@@ -124,7 +125,8 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def _write_history(history: pd.DataFrame, path: Path, best_epoch: int) -> None:
-    history = history.assign(selected=history["epoch"] == best_epoch)
+    if "selected" not in history:  # a stage-wise history marks each stage's selected epoch itself
+        history = history.assign(selected=history["epoch"] == best_epoch)
     with atomic_path(path) as tmp:
         history.to_csv(tmp, index=False)
 
@@ -178,9 +180,14 @@ def train_method_fold(data: MviData, folds: pd.DataFrame, fold: int, method_name
     train_ids, test_ids, fit_ids, val_ids = _split(folds, fold, data.labels, inner_fraction, seed)
     is_cmdnet = spec.model == "student"
     kwargs = model_kwargs(model_cfg, spec.phases, data.images.shape[2:], use_ca=spec.use_ca, cmdnet_module=is_cmdnet)
+    options, pretrained = network_options(spec.model, model_cfg)  # mvi.model.<network>: docs/baselines.md
+    kwargs.update(options)
     torch.manual_seed(seed + fold)
     model = build_model(spec.model, **kwargs)
     fp_parts = [method_name, fold, model_cfg, train_cfg, seed, fit_ids, val_ids]
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+        fp_parts.append(hashlib.sha256(Path(pretrained).read_bytes()).hexdigest())
     if spec.teacher is None:
         train, val = data.arrays(fit_ids, spec.phases), data.arrays(val_ids, spec.phases)
         task = SupervisedTask(model, _focal(cfg, train.labels), uses_clinical=False)
@@ -194,8 +201,13 @@ def train_method_fold(data: MviData, folds: pd.DataFrame, fold: int, method_name
         fp_parts += [distill_cfg, hashlib.sha256(Path(teacher_path).read_bytes()).hexdigest()]
     label = f"[{method_name} fold {fold}]"
     fp_parts.append(arrays_digest(train, val))
-    result = fit(task, train, val, cfg, seed=seed + fold, checkpoint_path=checkpoint_path, progress=progress,
-                 label=label, fingerprint=fingerprint(*fp_parts))
+    if is_stagewise(model):  # Concat_2S: its stages are trained one after another (cmdnet.training.stagewise)
+        result = fit_stagewise(model, train, val, cfg, _focal(cfg, train.labels), seed=seed + fold,
+                               checkpoint_path=checkpoint_path, progress=progress, label=label,
+                               fingerprint=fingerprint(*fp_parts))
+    else:
+        result = fit(task, train, val, cfg, seed=seed + fold, checkpoint_path=checkpoint_path, progress=progress,
+                     label=label, fingerprint=fingerprint(*fp_parts))
     meta = {"kind": "method", "name": method_name, "phases": list(spec.phases), "fold": fold,
             "train_ids": train_ids, "val_ids": val_ids, "best_epoch": result.best_epoch,
             "train_config": json.dumps(cfg.as_dict())}
