@@ -17,8 +17,12 @@ What M2Net is (Sec. 2 and Fig. 2 of the paper) and how each part is implemented 
    (`bilinear.CompactBilinearPooling`), signed square root and L2 normalisation, FC -> `z_shared`
    (`feature_dim`) -> ReLU -> dropout -> FC -> shared logits.
 4. *Integration.* The outputs of the modality-specific networks and of the shared network are integrated
-   into the final prediction. Here: their softmax outputs are concatenated, `(B, 3 * n_classes)`, and one FC
-   layer gives the model's logits.
+   into the final prediction. Here: their softmax outputs, as log-probabilities, are concatenated,
+   `(B, 3 * n_classes)`, and one FC layer gives the model's logits; the FC starts as the mean of the three
+   log-probability vectors (the normalised product of the heads' distributions) and learns from there.
+   `integration="probs"` feeds the probabilities themselves to a default-initialised FC, as the paper's
+   figure reads; on our 8-epoch budget that layer stayed near uniform (inner-validation loss ~ln 3, see
+   docs/baselines.md), because probabilities near 1/3 give it almost no signal to start from.
 
 Training is end to end (the paper's point against two-step radiomics pipelines). Every prediction head is
 supervised: the final logits by the task's loss, the per-phase and shared logits by the same loss through
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +57,8 @@ from cmdnet.models.output import ModelOutput
 from cmdnet.models.resnet2d import RESNET34_LAYERS, ResNet2D, load_backbone_state, read_backbone_state
 
 PROJECTION_AXES: tuple[str, str, str] = ("axial", "coronal", "sagittal")  # the mean over Z, Y, X
+Integration = Literal["log_probs", "probs"]
+INTEGRATIONS: tuple[str, ...] = ("log_probs", "probs")
 
 
 def project_to_2d(volume: Tensor) -> Tensor:
@@ -85,7 +92,7 @@ class M2Net(_PhaseBaseline):
     def __init__(self, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"), width: float = 1.0,
                  feature_dim: int = 512, n_classes: int = 3, norm: NormKind = "batch",
                  resnet_layers: Sequence[int] = RESNET34_LAYERS, bilinear_dim: int = 8192, aux_weight: float = 1.0,
-                 dropout: float = 0.0, sketch_seed: int = 0):
+                 integration: Integration = "log_probs", dropout: float = 0.0, sketch_seed: int = 0):
         super().__init__(in_shape_zyx=in_shape_zyx, phases=phases, n_classes=n_classes, dropout=dropout)
         if len(self.phases) < 2:
             raise ValueError(f"M2Net fuses modalities and needs two phases, got {self.phases}")
@@ -93,7 +100,10 @@ class M2Net(_PhaseBaseline):
             raise ValueError(f"feature_dim must be positive, got {feature_dim}")
         if aux_weight < 0:
             raise ValueError(f"aux_weight must be non-negative, got {aux_weight}")
+        if integration not in INTEGRATIONS:
+            raise ValueError(f"integration must be one of {INTEGRATIONS}, got {integration!r}")
         self.aux_weight = aux_weight
+        self.integration_input = integration
         keys = [p.lower() for p in self.phases]
         self.backbones = nn.ModuleDict({k: ResNet2D(in_channels=len(PROJECTION_AXES), width=width,
                                                     layers=resnet_layers, norm=norm) for k in keys})
@@ -103,7 +113,12 @@ class M2Net(_PhaseBaseline):
         self.bilinear = CompactBilinearPooling([channels] * len(keys), bilinear_dim, seed=sketch_seed)
         self.shared_fc = nn.Linear(bilinear_dim, feature_dim)
         self.shared_head = _head(feature_dim, n_classes, dropout)
-        self.integration = nn.Linear(n_classes * (len(keys) + 1), n_classes)
+        n_heads = len(keys) + 1
+        self.integration = nn.Linear(n_classes * n_heads, n_classes)
+        if integration == "log_probs":  # start as the normalised product of the heads' distributions
+            with torch.no_grad():
+                self.integration.weight.copy_(torch.eye(n_classes).repeat(1, n_heads) / n_heads)
+                self.integration.bias.zero_()
 
     def forward(self, images: Tensor, clinical: None = None) -> ModelOutput:
         self._check(images, clinical)
@@ -114,7 +129,8 @@ class M2Net(_PhaseBaseline):
         phi = signed_sqrt_l2(self.bilinear(*v.values()))
         z_shared = self.shared_fc(phi)
         head_logits[self.SHARED] = self.shared_head(z_shared)
-        fused = torch.cat([torch.softmax(x, dim=1) for x in head_logits.values()], dim=1)
+        normalise = torch.log_softmax if self.integration_input == "log_probs" else torch.softmax
+        fused = torch.cat([normalise(x, dim=1) for x in head_logits.values()], dim=1)
         aux = {self.AUX_PREFIX + k: x for k, x in head_logits.items()}
         return ModelOutput(self.integration(fused),
                            {**z, self.SHARED: z_shared, "bilinear": phi, "fused": fused, **aux})

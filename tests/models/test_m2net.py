@@ -68,16 +68,21 @@ def test_m2net_shared_network_fuses_the_pooled_phase_vectors_by_compact_bilinear
     assert all(torch.equal(a, b) for a, b in zip(inputs["args"], pooled))
 
 
-def test_m2net_final_logits_integrate_the_softmax_of_phase_and_shared_heads():
+@pytest.mark.parametrize("integration", ["log_probs", "probs"])
+def test_m2net_final_logits_integrate_the_softmax_outputs_of_phase_and_shared_heads(integration):
     torch.manual_seed(0)
-    model = M2Net(in_shape_zyx=SMALL, width=0.125, feature_dim=16, bilinear_dim=256).eval()
+    model = M2Net(in_shape_zyx=SMALL, width=0.125, feature_dim=16, bilinear_dim=256, integration=integration).eval()
     with torch.no_grad():
         out = model(_images())
     heads = M2Net.auxiliary_logits(out)
     assert list(heads) == ["pre", "hbp", "shared"]
-    fused = torch.cat([torch.softmax(heads[k], dim=1) for k in heads], dim=1)
-    assert torch.allclose(out.features["fused"], fused)
+    normalise = torch.log_softmax if integration == "log_probs" else torch.softmax
+    fused = torch.cat([normalise(heads[k], dim=1) for k in heads], dim=1)
+    assert torch.allclose(out.features["fused"], fused, atol=1e-6)
     assert torch.allclose(out.logits, model.integration(fused), atol=1e-6)
+    if integration == "log_probs":  # starts as the product of the heads' distributions
+        mean_log_probs = torch.stack([torch.log_softmax(v, dim=1) for v in heads.values()]).mean(dim=0)
+        assert torch.allclose(out.logits, mean_log_probs, atol=1e-6)
     model.train()
     model(_images()).logits.sum().backward()
     for key in ("pre", "hbp"):

@@ -16,7 +16,8 @@ def _train(tmp_path, m2net_options):
     data = tiny_cohort()
     folds = make_folds(data.labels, 3, seed=0)
     cfg = {**MODEL_CFG, "m2net": m2net_options}
-    train_method_fold(data, folds, 0, "m2net", cfg, {**TRAIN_CFG, "epochs": 1}, {}, seed=1, inner_fraction=0.25,
+    training = {**TRAIN_CFG, "epochs": 1, "channels_last": True}  # the default config's memory format
+    train_method_fold(data, folds, 0, "m2net", cfg, training, {}, seed=1, inner_fraction=0.25,
                       out_model=tmp_path / "m.pt", out_history=tmp_path / "h.csv", progress=lambda _: None)
     return load_model(tmp_path / "m.pt")
 
