@@ -5,6 +5,10 @@ keyword arguments:
 
     build_model("student", in_shape_zyx=(32, 64, 64), width=1.0)
     build_model("teacher", n_clinical=52, in_shape_zyx=(32, 64, 64), phases=("HBP",))
+
+Options of one network (e.g. M2Net's `bilinear_dim`, Concat_2S's `stagewise`) live in the model config
+section under the network's registry name (`mvi.model.m2net`, `mvi.model.concat2s`): `network_options`
+reads and checks them; a `pretrained_weights` file there is loaded by `load_pretrained` after construction.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """M2Net (Zhou, Fu, Zhang, Zhang, Lu, Shen, Shao; MICCAI 2020, arXiv:2006.10135) on the two MRI phases.
 
-What M2Net is (Sec. 2 and Fig. 2 of the paper) and how each part is implemented here:
+What M2Net is (the paper's method section and its Fig. 2) and how each part is implemented here:
 
 1. *3D -> 2D projection.* Each modality's 3D volume is projected onto 2D images in the three directions and
    the three images form one three-channel 2D image. Here: the mean over Z (axial), over Y (coronal) and
@@ -10,7 +10,8 @@ What M2Net is (Sec. 2 and Fig. 2 of the paper) and how each part is implemented 
    that they can be stacked as channels (`project_to_2d`).
 2. *Modality-specific networks.* One 2D CNN per modality (separate weights) extracts a feature vector from
    that modality's projection image, and each modality gets its own prediction. Here: one 2D ResNet-34 per
-   phase (`resnet2d.ResNet2D`, channels 64/128/256/512 x `width`), its pooled vector `v_p` -> FC ->
+   phase (the depth we read for the paper; `resnet_layers` changes it) (`resnet2d.ResNet2D`, channels
+   64/128/256/512 x `width`), its pooled vector `v_p` -> FC ->
    `z_p` (`feature_dim`) -> ReLU -> dropout -> FC -> logits of phase p.
 3. *Multi-modal shared network.* The modalities' features are fused by compact bilinear pooling to exploit
    their correlations. Here: `phi = TensorSketch(v_pre, v_hbp)` of size `bilinear_dim`
@@ -29,12 +30,13 @@ supervised: the final logits by the task's loss, the per-phase and shared logits
 `auxiliary_logits` (weight `aux_weight`, the same mechanism as Concat_2S's joint variant).
 
 Remaining deviations (also in docs/baselines.md): the paper predicts overall survival of brain tumours (three
-classes) from four MR modalities and adds clinical features (age) before its modality heads; here two phases
-(PRE, HBP) and images only, as every Table-1 baseline. ImageNet weights cannot be downloaded here, so the
-2D networks are trained from scratch by default; `load_pretrained_backbones` loads a local torchvision
-ResNet-34 state dict into every phase's backbone (width 1 only). The paper's input size, the exact FC sizes,
-and whether its modality/shared heads had their own losses are not stated; the sizes here follow the other
-baselines (`feature_dim`) and the per-head losses are our reading of "the outputs of each network".
+classes) from four MR modalities, projects a fixed cube cropped around the tumour, and adds supplementary
+non-image features before its modality heads; here two phases (PRE, HBP), our crops, images only, as every
+Table-1 baseline. ImageNet weights cannot be downloaded here, so the 2D networks are trained from scratch by
+default; `load_pretrained_backbones` loads a local torchvision ResNet-34 state dict into every phase's
+backbone (width 1 only). The FC sizes after the backbones and whether the modality/shared heads had their
+own losses are not stated; the sizes here follow the other baselines (`feature_dim`) and the per-head losses
+are our reading of "the outputs of each network".
 Features: "pre", "hbp" (`z_p`, `(B, feature_dim)`), "shared" (`z_shared`), "bilinear" (`phi` after
 normalisation, `(B, bilinear_dim)`), "fused" (the integration layer's input, `(B, 3 * n_classes)`), and the
 three auxiliary logits.
