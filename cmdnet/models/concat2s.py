@@ -18,8 +18,8 @@ Implemented here (`stagewise=True`, the default, trained by `cmdnet.training.sta
   inner validation split. With two phases there is one modality pair, so the paper's stage 3 has a single
   joint latent to fuse: it is merged into stage 2 (the joint latent's output layer is the diagnosis); hence
   two stages.
-`forward` also detaches `z_p` before stage 2 when `stagewise=True`, so stage 2's loss cannot reach stage 1
-whichever trainer is used.
+Stage 1 is frozen by the trainer (no gradient, eval mode), not by `forward`: the network stays one
+differentiable function, so Grad-CAM of its output reaches the encoders' maps (`cmdnet.saliency`).
 
 `stagewise=False` is the joint variant: both stages trained together in one run, the loss being
 `L(logits) + aux_weight * mean_p L(logits_p)` (the per-phase logits come out through `auxiliary_logits`).
@@ -70,7 +70,7 @@ class Concat2S(_PhaseBaseline):
         self._check(images, clinical)
         z = {p.lower(): self.encoders[p.lower()](images[:, i:i + 1]) for i, p in enumerate(self.phases)}
         aux = {self.AUX_PREFIX + k: self.phase_heads[k](v) for k, v in z.items()}
-        fused = torch.cat([v.detach() if self.stagewise else v for v in z.values()], dim=1)
+        fused = torch.cat(list(z.values()), dim=1)
         return ModelOutput(self.head(fused), {**z, **aux, "fused": fused})
 
     def phase_logits(self, images: Tensor, phase: str) -> Tensor:

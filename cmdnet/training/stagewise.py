@@ -19,6 +19,8 @@ Stage k is trained with the loop seed `seed + k` and the global torch seed reset
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -72,11 +74,9 @@ def stage_checkpoint_path(checkpoint_path: Path | None, stage: str) -> Path | No
     return path.with_name(f"{path.stem}.{stage}{path.suffix}")
 
 
-def fit_stage(model: nn.Module, stage: TrainingStage, train: FoldArrays, val: FoldArrays, cfg: TrainConfig,
-              focal: FocalLoss, *, seed: int, checkpoint_path: Path | None = None, fingerprint: str = "",
-              progress: Callable[[str], None] = print, label: str = "",
-              stop_after_epoch: int | None = None) -> FitResult:
-    """Train one stage with every parameter outside it frozen; the model ends at the stage's selected epoch."""
+@contextmanager
+def only_stage_trainable(model: nn.Module, stage: TrainingStage) -> Iterator[None]:
+    """Within the block, `requires_grad` is on for the stage's parameters only (restored afterwards)."""
     trained = {id(p) for m in stage.modules for p in m.parameters()}
     if not trained:
         raise ValueError(f"stage {stage.name!r} has no parameters to train")
@@ -84,13 +84,22 @@ def fit_stage(model: nn.Module, stage: TrainingStage, train: FoldArrays, val: Fo
     for p in model.parameters():
         p.requires_grad_(id(p) in trained)
     try:
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags[name])
+
+
+def fit_stage(model: nn.Module, stage: TrainingStage, train: FoldArrays, val: FoldArrays, cfg: TrainConfig,
+              focal: FocalLoss, *, seed: int, checkpoint_path: Path | None = None, fingerprint: str = "",
+              progress: Callable[[str], None] = print, label: str = "",
+              stop_after_epoch: int | None = None) -> FitResult:
+    """Train one stage with every parameter outside it frozen; the model ends at the stage's selected epoch."""
+    with only_stage_trainable(model, stage):
         torch.manual_seed(seed)
         return fit(StageTask(model, stage, focal), train, val, cfg, seed=seed, checkpoint_path=checkpoint_path,
                    fingerprint=f"{fingerprint}:{stage.name}", progress=progress, label=f"{label} {stage.name}",
                    stop_after_epoch=stop_after_epoch)
-    finally:
-        for name, p in model.named_parameters():
-            p.requires_grad_(flags[name])
 
 
 def fit_stagewise(model: nn.Module, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, focal: FocalLoss, *,
