@@ -166,6 +166,12 @@ def method_inputs(wildcards):
     return inputs
 
 
+def pretrained_weights(wildcards):
+    """A local pretrained-weights file the method's network loads (M2Net's backbones), as a dependency."""
+    options = mvi_training_params(wildcards.method)["model"].get(METHODS[wildcards.method].model) or {}
+    return [options["pretrained_weights"]] if options.get("pretrained_weights") else []
+
+
 def mvi_training_params(name):
     """The settings one teacher's or method's jobs depend on (`cmdnet.mvi.settings.job_settings`)."""
     return job_settings(config, name)

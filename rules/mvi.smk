@@ -39,6 +39,7 @@ rule train_teacher:
 
 rule train_method:
     input:
+        pretrained_weights,
         unpack(method_inputs),
         **MVI_DATA,
     output:

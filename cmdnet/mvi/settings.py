@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from cmdnet.config import deep_merge
 from cmdnet.mvi.methods import METHODS, TEACHERS, spec
+from cmdnet.mvi.models import MODEL_REGISTRY
 
 
 def job_settings(config: Mapping, name: str) -> dict:
@@ -20,7 +21,10 @@ def job_settings(config: Mapping, name: str) -> dict:
     mvi = config["mvi"]
     entry = spec(name)
     override = (mvi.get("overrides") or {}).get(name) or {}
-    settings = {"model": deep_merge(mvi["model"], override.get("model")),
+    model = deep_merge(mvi["model"], override.get("model"))
+    # another network's option section (mvi.model.m2net, ...) is not this job's business: it reruns nothing here
+    model = {k: v for k, v in model.items() if k not in MODEL_REGISTRY or k == getattr(entry, "model", "teacher")}
+    settings = {"model": model,
                 "training": deep_merge(mvi["training"], override.get("training")),
                 "objective": deep_merge(mvi["objectives"][entry.objective], override.get("objective")),
                 "seed": config["seed"], "phases": list(mvi["phases"])}

@@ -5,6 +5,8 @@ input, and return `ModelOutput(logits (B, n_classes), features)`. For a fair com
 `MRIEncoder` backbone of `cmdnet_nets` (four conv blocks, 64-128-256-256 x `width`); what is specific to
 each cited method is the way the phases are fused, which is what Table 1 compares. KD_ours and SP_ours are
 the CMD-Net `Student`/`Teacher` trained with other losses (`cmdnet.mvi.losses`), not separate networks.
+M2Net is in `m2net.py`: its defining structure is 2D (projections of the volumes, 2D ResNets, bilinear
+fusion), so it does not use the 3D backbone. Concat_2S (3D backbone, stage-wise training) is in `concat2s.py`.
 """
 
 from __future__ import annotations
@@ -131,89 +133,3 @@ class LSTMNet(_PhaseBaseline):
         fused = h_n[-1]
         z = {ph.lower(): seq[:, i] for i, ph in enumerate(self.phases)}
         return ModelOutput(self.head(fused), {**z, "sequence": seq, "fused": fused})
-
-
-class M2Net(_PhaseBaseline):
-    """M2Net (Zhou et al. 2020): multi-modal multi-channel encoders with attention-based fusion.
-
-    Implemented: one 3D CNN per phase (the "multi-channel" encoders); on each phase's last feature maps a
-    squeeze-and-excitation channel attention re-weights the channels; the pooled phase vectors are then
-    fused by a modality attention: a shared linear scorer gives each phase a score, a softmax over phases
-    gives weights `w_p`, and the fused feature is `sum_p w_p z_p` concatenated with `[z_p]`, classified by
-    two FC layers. Deviations: M2Net was built for survival time of brain tumours with a dual-level
-    (channel and modality) attention and a multi-task output; only the classification branch and a
-    compact form of the two attention levels are reproduced. Features: per-phase vectors,
-    "modality_weights" `(B, P)` and "fused".
-    """
-
-    def __init__(self, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"), width: float = 1.0,
-                 feature_dim: int = 512, n_classes: int = 3, norm: NormKind = "batch", head_hidden: int = 256,
-                 se_reduction: int = 4, dropout: float = 0.0):
-        super().__init__(in_shape_zyx=in_shape_zyx, phases=phases, n_classes=n_classes, dropout=dropout)
-        if se_reduction < 1:
-            raise ValueError(f"se_reduction must be positive, got {se_reduction}")
-        self.encoders = self._per_phase_encoders(width=width, feature_dim=feature_dim, norm=norm)
-        channels = next(iter(self.encoders.values())).channels[-1]
-        squeezed = max(1, channels // se_reduction)
-        self.channel_attention = nn.ModuleDict({
-            p.lower(): nn.Sequential(nn.Linear(channels, squeezed), nn.ReLU(inplace=True),
-                                     nn.Linear(squeezed, channels), nn.Sigmoid()) for p in self.phases})
-        self.modality_score = nn.Linear(feature_dim, 1)
-        self.head = _mlp_head(feature_dim * (len(self.phases) + 1), head_hidden, n_classes, dropout)
-
-    def forward(self, images: Tensor, clinical: None = None) -> ModelOutput:
-        self._check(images, clinical)
-        z = {}
-        for i, p in enumerate(self.phases):
-            key = p.lower()
-            encoder = self.encoders[key]
-            pooled = encoder.feature_maps(images[:, i:i + 1]).mean(dim=(2, 3, 4))
-            z[key] = encoder.fc(pooled * self.channel_attention[key](pooled))
-        stacked = torch.stack(list(z.values()), dim=1)  # (B, P, D)
-        weights = torch.softmax(self.modality_score(stacked).squeeze(-1), dim=1)  # (B, P)
-        attended = (weights.unsqueeze(-1) * stacked).sum(dim=1)
-        fused = torch.cat([attended, stacked.flatten(1)], dim=1)
-        return ModelOutput(self.head(fused), {**z, "modality_weights": weights, "fused": fused})
-
-
-class Concat2S(_PhaseBaseline):
-    """"Concat_2S" (Zhou et al. 2019): stage-wise fusion; per-phase latent features with their own heads,
-    then a second stage fusing the latent representations.
-
-    Implemented: stage 1, one 3D CNN per phase gives a latent vector `z_p` and a per-phase classifier gives
-    `logits_p`; stage 2 concatenates the latent vectors and classifies them with two FC layers (the model's
-    `logits`). Training (for the trainer): the per-phase heads need their own supervised losses, the total
-    being `L(logits, y) + aux_weight * mean_p L(logits_p, y)`; the per-phase logits are in
-    `features["aux_logits_<phase>"]` and `auxiliary_logits(output)` returns them as a dict.
-    `stagewise=True` detaches `z_p` before stage 2, so the stage-2 loss does not train the encoders (the
-    encoders then learn only from their per-phase losses, as in the original's separately trained stages).
-    Deviations: Zhou et al. trained the stages one after another (and had a third stage for a third
-    modality, with hand-crafted/SNP inputs); here the stages are trained jointly in one run.
-    """
-
-    AUX_PREFIX = "aux_logits_"
-
-    def __init__(self, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"), width: float = 1.0,
-                 feature_dim: int = 512, n_classes: int = 3, norm: NormKind = "batch", head_hidden: int = 256,
-                 stagewise: bool = False, aux_weight: float = 1.0, dropout: float = 0.0):
-        super().__init__(in_shape_zyx=in_shape_zyx, phases=phases, n_classes=n_classes, dropout=dropout)
-        if aux_weight < 0:
-            raise ValueError(f"aux_weight must be non-negative, got {aux_weight}")
-        self.stagewise = stagewise
-        self.aux_weight = aux_weight
-        self.encoders = self._per_phase_encoders(width=width, feature_dim=feature_dim, norm=norm)
-        self.phase_heads = nn.ModuleDict({p.lower(): nn.Linear(feature_dim, n_classes) for p in self.phases})
-        self.head = _mlp_head(feature_dim * len(self.phases), head_hidden, n_classes, dropout)
-
-    def forward(self, images: Tensor, clinical: None = None) -> ModelOutput:
-        self._check(images, clinical)
-        z = {p.lower(): self.encoders[p.lower()](images[:, i:i + 1]) for i, p in enumerate(self.phases)}
-        aux = {self.AUX_PREFIX + k: self.phase_heads[k](v) for k, v in z.items()}
-        latent = [v.detach() if self.stagewise else v for v in z.values()]
-        fused = torch.cat(latent, dim=1)
-        return ModelOutput(self.head(fused), {**z, **aux, "fused": fused})
-
-    @classmethod
-    def auxiliary_logits(cls, output: ModelOutput) -> dict[str, Tensor]:
-        """Per-phase stage-1 logits `{phase: (B, n_classes)}` (lower-case phase names) from an output."""
-        return {k[len(cls.AUX_PREFIX):]: v for k, v in output.features.items() if k.startswith(cls.AUX_PREFIX)}

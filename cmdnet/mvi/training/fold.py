@@ -36,10 +36,11 @@ from cmdnet.device import resolve_device
 from cmdnet.labels import MVI_CLASSES, outcome
 from cmdnet.mvi.losses.terms import TermContext
 from cmdnet.mvi.methods import TeacherSpec, method_spec, phase_indices, teacher_spec
-from cmdnet.mvi.models import build_model
+from cmdnet.mvi.models import build_model, load_pretrained, network_options
 from cmdnet.mvi.objective import DistillationTask, SupervisedTask, build_objective
 from cmdnet.mvi.training.data import FoldArrays
 from cmdnet.mvi.training.loop import TrainConfig, fit, predict_probs
+from cmdnet.mvi.training.stagewise import fit_stagewise, is_stagewise
 from cmdnet.seeds import derive_seed
 
 PROB_COLUMNS = [f"prob_{c}" for c in range(len(MVI_CLASSES))]
@@ -135,7 +136,8 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def _write_history(history: pd.DataFrame, path: Path, best_epoch: int) -> None:
-    history = history.assign(selected=history["epoch"] == best_epoch)
+    if "selected" not in history:  # a stage-wise history marks each stage's selected epoch itself
+        history = history.assign(selected=history["epoch"] == best_epoch)
     with atomic_path(path) as tmp:
         history.to_csv(tmp, index=False)
 
@@ -205,8 +207,13 @@ def train_method_fold(data: MviData, partitions: Partitions, name: str, repeat: 
     split = partitions.split(repeat, fold)
     kwargs = model_kwargs(settings["model"], spec.phases, data.images.shape[2:], builder=spec.model,
                           use_ca=spec.use_ca)
+    options, pretrained = network_options(spec.model, settings["model"])  # mvi.model.<network>
+    kwargs.update(options)
     model = _build(spec.model, kwargs, derive_seed(settings["seed"], "init", name, repeat, fold))
     fp_parts: list[Any] = [name, repeat, fold, settings, split.fit, split.val]
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+        fp_parts.append(hashlib.sha256(Path(pretrained).read_bytes()).hexdigest())
     where = f"mvi.objectives.{spec.objective}"
     if not spec.distilled:
         train, val = data.arrays(split.fit, spec.phases), data.arrays(split.val, spec.phases)
@@ -228,7 +235,8 @@ def train_method_fold(data: MviData, partitions: Partitions, name: str, repeat: 
                                         prefix="teacher_") if mode == "joint" else None)
         task = DistillationTask(model, teacher_net, objective, mode=mode, teacher_objective=teacher_objective)
     fp_parts.append(arrays_digest(train, val))
-    result = fit(task, train, val, cfg, seed=derive_seed(settings["seed"], "loop", name, repeat, fold),
+    run = fit_stagewise if is_stagewise(model) else fit   # Concat_2S: its stages one after another
+    result = run(task, train, val, cfg, seed=derive_seed(settings["seed"], "loop", name, repeat, fold),
                  checkpoint_path=checkpoint, progress=progress, label=f"[{name} repeat {repeat} fold {fold}]",
                  fingerprint=fingerprint(*fp_parts))
     meta = _fold_meta("method", name, spec.phases, repeat, fold, split, result, cfg)

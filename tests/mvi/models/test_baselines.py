@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from cmdnet.mvi.losses import TermContext
 from cmdnet.mvi.models import (
-    CNN3D, MODEL_REGISTRY, Concat2S, ConcatNet, LSTMNet, M2Net, Student, Teacher, build_model,
+    CNN3D,
+    MODEL_REGISTRY,
+    Concat2S,
+    ConcatNet,
+    LSTMNet,
+    M2Net,
+    Student,
+    Teacher,
+    build_model,
 )
+from cmdnet.mvi.objective import build_objective
+from cmdnet.mvi.training.loop import TrainConfig
+from cmdnet.mvi.training.stagewise import StageTask, only_stage_trainable
 
 SMALL = (12, 24, 24)
 BASELINES = {"concat": ConcatNet, "cnn3d": CNN3D, "lstm": LSTMNet, "m2net": M2Net, "concat2s": Concat2S}
@@ -27,8 +40,8 @@ def test_baseline_shapes_and_gradients(name):
     assert "fused" in out.features
     out.logits.sum().backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
-    if name == "concat2s":  # the per-phase heads are trained by the auxiliary losses, not by the main logits
-        assert no_grad and all(n.startswith("phase_heads.") for n in no_grad)
+    if name == "concat2s":  # the per-phase heads are trained by their own (stage-1) losses only
+        assert no_grad and all(n.startswith("phase_heads.") for n in no_grad), no_grad
     else:
         assert not no_grad, f"no gradient reached: {no_grad}"
 
@@ -62,29 +75,64 @@ def test_lstm_reads_phase_sequence_in_order(share):
         assert (swapped.logits - out.logits).abs().max() > 1e-4
 
 
-def test_m2net_modality_weights_are_a_distribution():
-    out = M2Net(in_shape_zyx=SMALL, width=0.125).eval()(_images())
-    w = out.features["modality_weights"]
-    assert w.shape == (2, 2) and (w > 0).all()
-    assert torch.allclose(w.sum(dim=1), torch.ones(2), atol=1e-6)
-
-
-def test_concat2s_exposes_per_phase_logits_for_auxiliary_losses():
+def test_concat2s_joint_variant_exposes_per_phase_logits_and_trains_everything_from_the_final_logits():
     torch.manual_seed(0)
-    model = Concat2S(in_shape_zyx=SMALL, width=0.125)
+    model = Concat2S(in_shape_zyx=SMALL, width=0.125, stagewise=False)
+    assert model.training_stages() == [], "the joint variant is trained in one run"
     out = model(_images())
     aux = Concat2S.auxiliary_logits(out)
     assert set(aux) == {"pre", "hbp"} and all(v.shape == (2, 3) for v in aux.values())
     sum(v.sum() for v in aux.values()).backward()
-    assert model.phase_heads["pre"].weight.grad is not None
+    assert model.phase_heads["pre"][-1].weight.grad is not None
     assert model.encoders["hbp"].fc.weight.grad is not None
-
-
-def test_concat2s_stagewise_stops_stage2_gradient_into_encoders():
-    model = Concat2S(in_shape_zyx=SMALL, width=0.125, stagewise=True)
+    model.zero_grad(set_to_none=True)
     model(_images()).logits.sum().backward()
-    assert all(p.grad is None for p in model.encoders.parameters())
-    assert model.head[0].weight.grad is not None
+    assert model.encoders["pre"].fc.weight.grad is not None, "joint: the fusion loss must reach the encoders"
+
+
+def test_concat2s_stage2_gradients_do_not_reach_stage1():
+    model = Concat2S(in_shape_zyx=SMALL, width=0.125)
+    assert model.stagewise, "Concat_2S trains stage-wise by default, as its paper"
+    stage1_pre, stage1_hbp, stage2 = model.training_stages()
+    objective = build_objective({"focal": {"weight": 1.0}}, TermContext(np.array([0, 1, 2]), 3, TrainConfig()), "t")
+    task = StageTask(model, stage2, objective)
+    with only_stage_trainable(model, stage2):
+        task.train_mode()
+        loss, _ = task.loss({"images": _images(), "labels": torch.tensor([0, 2])})
+        loss.backward()
+    assert all(p.grad is None for p in model.encoders.parameters()), "stage-2 loss reached a stage-1 encoder"
+    assert all(p.grad is None for p in model.phase_heads.parameters()), "stage-2 loss reached a stage-1 head"
+    assert all(p.grad is not None for p in model.head.parameters())
+    assert not model.encoders["pre"].training, "stage-1 BatchNorm must stay in eval mode in stage 2"
+    assert all(p.requires_grad for p in model.parameters()), "requires_grad flags were not restored"
+
+
+def test_grad_cam_reaches_the_encoders_of_a_stagewise_concat2s():
+    from cmdnet.product.saliency import grad_cam
+
+    model = Concat2S(in_shape_zyx=SMALL, width=0.125).eval()
+    cams = grad_cam(model, _images(batch=1), target=1, phases=("PRE", "HBP"))
+    assert set(cams) == {"PRE", "HBP"} and all(c.shape == SMALL for c in cams.values())
+
+
+def test_concat2s_stages_are_per_phase_networks_then_fusion_and_partition_the_parameters():
+    model = Concat2S(in_shape_zyx=SMALL, width=0.125)
+    stages = model.training_stages()
+    assert [s.name for s in stages] == ["stage1_pre", "stage1_hbp", "stage2"]
+    owner = {}
+    for stage in stages:
+        for m in stage.modules:
+            for p in m.parameters():
+                assert id(p) not in owner, f"a parameter is trained in both {owner[id(p)]} and {stage.name}"
+                owner[id(p)] = stage.name
+    untrained = [n for n, p in model.named_parameters() if id(p) not in owner]
+    assert not untrained, f"parameters no stage trains: {untrained}"
+    assert all(owner[id(p)] == "stage1_pre" for p in model.encoders["pre"].parameters())
+    images = _images()
+    assert stages[0].logits(images).shape == (2, 3)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(stages[-1].logits(images), model(images).logits), "stage 2 is the model's output"
 
 
 def test_registry_builds_every_name():
