@@ -20,6 +20,10 @@ include: "rules/evaluate.smk"
 include: "rules/final.smk"
 
 
+onerror:
+    print_job_errors(WORKFLOW_STARTED)
+
+
 rule all:
     input:
         [files for outputs in (mvi_table_outputs(), grade_table_outputs()) for files in outputs.values()],

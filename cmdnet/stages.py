@@ -51,8 +51,24 @@ def run_job(stage: Callable[..., Any], job: Any) -> None:
     except CmdnetError as err:
         if os.environ.get(VERBOSE_ENV):
             traceback.print_exc()
-        print(f"cmdnet: error: {err}", file=sys.stderr, flush=True)
+        print(f"{ERROR_PREFIX}{err}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+ERROR_PREFIX = "cmdnet: error: "
+
+
+def job_errors(log_dir: str | Path, since: float) -> list[tuple[str, str]]:
+    """(log file, message) of every job log under `log_dir` written after `since` (a time stamp) that ends with a
+    cmdnet error line: what `run_job` printed for a job that stopped on an input or config problem."""
+    found = []
+    for log in sorted(Path(log_dir).rglob("*.log")):
+        if log.stat().st_mtime < since:
+            continue
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith(ERROR_PREFIX)]
+        if lines:
+            found.append((str(log), lines[-1][len(ERROR_PREFIX):]))
+    return found
 
 
 def write_json(obj: Any, path: str | Path) -> None:
@@ -198,16 +214,18 @@ def _torch_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-def _claim_gpu() -> None:
-    from cmdnet.device import claim_gpu
+def _claim_gpu(device_policy: str) -> None:
+    """Claim a GPU (before torch touches CUDA), then stop at once if the device policy cannot be met."""
+    from cmdnet.device import claim_gpu, resolve_device
 
-    print(claim_gpu().describe(), flush=True)  # before torch touches CUDA
+    print(claim_gpu().describe(), flush=True)
+    resolve_device(device_policy)
 
 
 def train_teacher(*, dataset: str, labels: str, folds: str, inner: str, clinical: str, dictionary: str, teacher: str,
                   repeat: int, fold: int, settings: Mapping, checkpoint: str | None, out_model: str,
                   out_history: str, threads: int = 1) -> None:
-    _claim_gpu()
+    _claim_gpu(settings["training"]["device"])
     _torch_threads(threads)
     from cmdnet.data.folds import Partitions
     from cmdnet.mvi.training.fold import load_mvi_data, train_teacher_fold
@@ -221,7 +239,7 @@ def train_teacher(*, dataset: str, labels: str, folds: str, inner: str, clinical
 def train_method(*, dataset: str, labels: str, folds: str, inner: str, method: str, repeat: int, fold: int, settings: Mapping,
                  checkpoint: str | None, out_model: str, out_history: str, teacher: str | None = None,
                  clinical: str | None = None, dictionary: str | None = None, threads: int = 1) -> None:
-    _claim_gpu()
+    _claim_gpu(settings["training"]["device"])
     _torch_threads(threads)
     from cmdnet.data.folds import Partitions
     from cmdnet.mvi.training.fold import load_mvi_data, train_method_fold
@@ -289,7 +307,7 @@ def bundle_final(*, models: Sequence[str], labels: str, method: str, strategy: s
 def train_grade_fold(*, dataset: str, labels: str, folds: str, grade: Mapping, seed: int, repeat: int, fold: int,
                      out_predictions: str, out_spectra: str, threads: int = 1) -> None:
     """Train every configured patch model of one repeat and fold; write patient-level test predictions."""
-    _claim_gpu()
+    _claim_gpu(grade["training"].get("device", "cpu"))
     _torch_threads(threads)
     import numpy as np
     import pandas as pd

@@ -2,6 +2,7 @@
 # Convention of the seam (cmdnet/stages.py): a rule's named inputs, `out_`-prefixed named outputs and params are the
 # stage's keyword arguments; unnamed inputs are dependencies only.
 import sys
+import time
 
 # The workflow imports cmdnet from its own directory; job scripts do so through workflow_scripts/cmdnet,
 # a link to ../cmdnet (Snakemake puts a script's directory on sys.path), also inside conda envs.
@@ -20,6 +21,7 @@ from cmdnet.mvi.objective import check_objectives
 from cmdnet.mvi.settings import job_settings
 
 min_version("9.0")
+WORKFLOW_STARTED = time.time()
 
 try:
     validate_config(config)
@@ -109,6 +111,19 @@ wildcard_constraints:
     repeat=r"\d+",
     method="|".join(METHODS),
     teacher="|".join(TEACHERS),
+
+
+def print_job_errors(since):
+    """At the end of a failed run, the one-line message of every job that stopped on an input or config problem
+    (`cmdnet: error: ...` in its log), so the user does not have to find them in Snakemake's output."""
+    from cmdnet.stages import job_errors
+
+    errors = job_errors("results/logs", since)
+    if errors:
+        print(f"\ncmdnet: {len(errors)} job(s) stopped on a problem with the input or the configuration:",
+              file=sys.stderr)
+        for log, message in errors:
+            print(f"  {message}  [{log}]", file=sys.stderr)
 
 
 def table_files(stem):

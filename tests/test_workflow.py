@@ -168,3 +168,26 @@ def test_grading_outputs_follow_the_configured_methods(tmp_path):
     proc = snakemake(tmp_path, "--cores", "1", "-n", "--configfile", str(TINY), str(local_only))
     assert "table1_grade.md" in proc.stdout
     assert "table2_grade_fusion" not in proc.stdout and "cifa_spectra.png" not in proc.stdout
+
+
+def test_device_cuda_without_a_gpu_stops_the_training_job_with_one_line_before_training(tiny_run, tmp_path):
+    override = tmp_path / "cuda.yaml"
+    override.write_text("mvi:\n  overrides:\n    s_pre_hbp: {training: {device: cuda}}\n")
+    target = "results/mvi/methods/s_pre_hbp/repeat0/fold0/model.pt"
+    proc = snakemake(tiny_run, "--cores", "1", "--configfile", str(TINY), str(override), target, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "cmdnet: error: device 'cuda' was asked for, but torch" in output, output[-3000:]
+    assert "stopped on a problem with the input or the configuration" in output, "the summary at the end"
+    log = (tiny_run / "results" / "logs" / "train_method" / "s_pre_hbp_repeat0_fold0.log").read_text()
+    assert "Traceback" not in log and "epoch" not in log, "no training may start"
+    snakemake(tiny_run, "--cores", "1", target)  # back to the configured device for the other tests
+
+
+def test_device_auto_names_the_cpu_in_every_progress_line(tiny_run):
+    log = (tiny_run / "results" / "logs" / "train_method" / "ours_repeat0_fold0.log").read_text()
+    epochs = [line for line in log.splitlines() if " epoch " in line]
+    assert epochs and all("[cpu (" in line for line in epochs), log[-2000:]
+    assert "device: cpu" in log
+    # tiny_run fakes two GPUs: a job that claimed one and trains on the CPU must say so
+    assert "WARNING: this job claimed GPU" in log and "runs on the CPU" in log
