@@ -174,7 +174,7 @@ def test_device_cuda_without_a_gpu_stops_the_training_job_with_one_line_before_t
     override = tmp_path / "cuda.yaml"
     override.write_text("mvi:\n  overrides:\n    s_pre_hbp: {training: {device: cuda}}\n")
     target = "results/mvi/methods/s_pre_hbp/repeat0/fold0/model.pt"
-    proc = snakemake(tiny_run, "--cores", "1", "--configfile", str(TINY), str(override), target, check=False)
+    proc = snakemake(tiny_run, "--cores", "1", target, "--configfile", str(TINY), str(override), check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "cmdnet: error: device 'cuda' was asked for, but torch" in output, output[-3000:]
