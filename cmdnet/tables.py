@@ -1,4 +1,4 @@
-"""Rendering of the papers' tables as Markdown, CSV and LaTeX (written atomically).
+"""Rendering of the papers' tables as Markdown, CSV, LaTeX and HTML (written atomically).
 
 `render_table` takes a frame with one row per table row. For each display column `name` the frame holds
 either
@@ -6,7 +6,14 @@ either
   decimals, like the papers ("62.16 ± 3.35"); the best mean is bold (`bold_best`);
 * `name` itself: text, or, for p-value columns (display name starting with "p-value"), a p-value in the
   paper's scientific notation ("1.22e-2"; empty for the reference row).
-The CSV keeps the raw numbers (the frame as given) for reuse; Markdown and LaTeX show the formatted cells.
+
+Units: one convention in every output. A mean ± SD column's header states its unit, "(%)" (added when the
+display name lacks it: "Accuracy" -> "Accuracy (%)"), and every value under it is in that unit: the
+formatted cells and the CSV's unrounded numbers alike (CSV columns "<header> mean" and "<header> sd",
+e.g. "AUC (%) mean" = 71.46). The CSV keeps every other column of the frame as given, for reuse;
+Markdown, LaTeX and HTML (`<stem>.html`, a standalone page the Snakemake report shows inline) show the
+formatted cells, the title and the footnote. Builders end the footnote with the number of patients per
+class (`class_counts`).
 
 Builders turn per-fold metric frames (from `cmdnet.stats.per_fold_metrics`) into `TableSpec`s:
 `mvi_table1`, `mvi_table2`, `grading_table` (Tables 1 and 2 of the grading paper have the same form).
@@ -14,6 +21,7 @@ Builders turn per-fold metric frames (from `cmdnet.stats.per_fold_metrics`) into
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +35,7 @@ from .stats.bootstrap import paired_bootstrap_macro_auc
 from .stats.metrics import prob_columns, summarise
 from .stats.tests import paired_t_over_folds
 
+MVI_CLASSES = ("M0", "M1", "M2")
 PM = "±"
 RIGHTARROW = "→"
 SD_NOTE = "mean ± SD over test folds (sample SD, ddof = 1), in %"
@@ -53,6 +62,22 @@ class TableSpec:
     def write(self, out_stem: Path) -> dict[str, Path]:
         return render_table(self.rows, title=self.title, columns=self.columns, bold_best=self.bold_best,
                             footnote=self.footnote, out_stem=out_stem)
+
+
+def class_count_note(class_counts: Mapping[str, int]) -> str:
+    """"n = 80 patients (M0 38, M1 28, M2 14)" from `{class name: patients}` in the given order."""
+    parts = ", ".join(f"{name} {int(n)}" for name, n in class_counts.items())
+    return f"n = {sum(int(n) for n in class_counts.values())} patients ({parts})"
+
+
+def class_counts_of(pred: pd.DataFrame, class_names: Sequence[str]) -> dict[str, int]:
+    """Patients per class of a pooled prediction frame (`label` = class index; one row per patient)."""
+    counts = pred["label"].astype(int).value_counts()
+    return {name: int(counts.get(c, 0)) for c, name in enumerate(class_names)}
+
+
+def _with_cohort(footnote: str, class_counts: Mapping[str, int] | None) -> str:
+    return f"{footnote} {class_count_note(class_counts)}." if class_counts else footnote
 
 
 # ---------------------------------------------------------------- formatting
@@ -95,6 +120,32 @@ def _markdown_escape(text: str) -> str:
 
 def _is_pvalue_column(name: str) -> bool:
     return name.lower().startswith("p-value")
+
+
+PERCENT = "(%)"
+
+
+def percent_header(name: str) -> str:
+    """The header of a mean ± SD column: its display name with the unit "(%)" (added if missing)."""
+    return name if PERCENT in name else f"{name} {PERCENT}"
+
+
+def _headers(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    return [percent_header(c) if f"{c} mean" in rows.columns else c for c in columns]
+
+
+def _csv_frame(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The frame as given, with every mean/SD pair of a display column in percent under its unit header."""
+    out = rows.copy()
+    for name in columns:
+        if f"{name} mean" not in rows.columns:
+            continue
+        header = percent_header(name)
+        for stat in ("mean", "sd"):
+            if f"{name} {stat}" in rows.columns:
+                out[f"{name} {stat}"] = rows[f"{name} {stat}"].astype(float) * 100.0
+        out = out.rename(columns={f"{name} mean": f"{header} mean", f"{name} sd": f"{header} sd"})
+    return out
 
 
 def _cells(rows: pd.DataFrame, columns: Sequence[str], bold_best: Mapping[str, str]
@@ -164,27 +215,71 @@ def _latex(title: str, columns: Sequence[str], text, bold, footnote: str) -> str
     return "\n".join(lines) + "\n"
 
 
+_HTML_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1em; color: #111; }
+table { border-collapse: collapse; font-size: 14px; }
+caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.5em; max-width: 60em; }
+thead th { border-top: 2px solid #111; border-bottom: 1px solid #111; padding: 4px 10px; text-align: right; }
+tbody td { padding: 3px 10px; text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:last-child td { border-bottom: 2px solid #111; }
+th:first-child, td:first-child { text-align: left; }
+table.text td { text-align: left; white-space: normal; max-width: 50em; vertical-align: top; }
+p.note { font-size: 12px; color: #333; max-width: 60em; margin-bottom: 2em; }
+"""
+
+
+def html_table(title: str, columns: Sequence[str] | None, text, bold, footnote: str = "", *,
+               css_class: str = "") -> str:
+    """An HTML `<table>` (caption `title`, header `columns` unless None) and its footnote paragraph.
+
+    `css_class` "text" left-aligns and wraps every cell (for tables of prose rather than numbers).
+    """
+    esc = html.escape
+    head = "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead>" if columns else ""
+    body = []
+    for row_text, row_bold in zip(text, bold):
+        cells = "".join(f"<td><b>{esc(t)}</b></td>" if b and t else f"<td>{esc(t)}</td>"
+                        for t, b in zip(row_text, row_bold))
+        body.append(f"<tr>{cells}</tr>")
+    note = f'<p class="note">{esc(footnote)}</p>' if footnote else ""
+    opening = f'<table class="{esc(css_class)}">' if css_class else "<table>"
+    return f"{opening}<caption>{esc(title)}</caption>{head}\n<tbody>\n" + "\n".join(body) + f"\n</tbody></table>\n{note}\n"
+
+
+def html_page(title: str, *fragments: str) -> str:
+    """A standalone HTML page (inline style, no external resource) holding the given fragments."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_HTML_STYLE}</style></head><body>\n"
+            + "\n".join(fragments) + "</body></html>\n")
+
+
+def _html(title: str, columns: Sequence[str], text, bold, footnote: str) -> str:
+    return html_page(title, html_table(title, columns, text, bold, footnote))
+
+
 def render_table(rows: pd.DataFrame, *, title: str, columns: Sequence[str],
                  bold_best: Mapping[str, str] | None = None, footnote: str = "",
                  out_stem: str | Path) -> dict[str, Path]:
-    """Write `<out_stem>.md`, `<out_stem>.csv` (raw numbers) and `<out_stem>.tex`; return their paths.
+    """Write `<out_stem>.md`, `.csv` (unrounded numbers), `.tex` and `.html`; return their paths by format.
 
     `columns` are display names in order (the first is usually "Method"); see the module docstring for
-    how each is looked up in `rows`. `bold_best` maps a mean-±-SD column to "max" or "min".
+    how each is looked up in `rows` and for the unit convention of the headers. `bold_best` maps a
+    mean-±-SD column to "max" or "min".
     """
     columns = list(columns)
     bold_best = dict(bold_best or {})
     text, bold = _cells(rows.reset_index(drop=True), columns, bold_best)
+    headers = _headers(rows, columns)
     out_stem = Path(out_stem)
-    paths = {"md": out_stem.with_name(out_stem.name + ".md"),
-             "csv": out_stem.with_name(out_stem.name + ".csv"),
-             "tex": out_stem.with_name(out_stem.name + ".tex")}
+    paths = {ext: out_stem.with_name(f"{out_stem.name}.{ext}") for ext in ("md", "csv", "tex", "html")}
     with atomic_path(paths["md"]) as tmp:
-        tmp.write_text(_markdown(title, columns, text, bold, footnote), encoding="utf-8")
+        tmp.write_text(_markdown(title, headers, text, bold, footnote), encoding="utf-8")
     with atomic_path(paths["csv"]) as tmp:
-        rows.to_csv(tmp, index=False)
+        _csv_frame(rows, columns).to_csv(tmp, index=False)
     with atomic_path(paths["tex"]) as tmp:
-        tmp.write_text(_latex(title, columns, text, bold, footnote), encoding="utf-8")
+        tmp.write_text(_latex(title, headers, text, bold, footnote), encoding="utf-8")
+    with atomic_path(paths["html"]) as tmp:
+        tmp.write_text(_html(title, headers, text, bold, footnote), encoding="utf-8")
     return paths
 
 
@@ -219,14 +314,16 @@ def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str = "ours",
                pooled_predictions: Mapping[str, pd.DataFrame] | None = None,
                display_names: Mapping[str, str] | None = None, n_boot: int = 2000, seed: int = 0,
                title: str = "Quantitative results of our network and state-of-the-art methods "
-                            "(3-class MVI, five-fold cross-validation).") -> TableSpec:
+                            "(3-class MVI, five-fold cross-validation).",
+               class_counts: Mapping[str, int] | None = None) -> TableSpec:
     """MVI paper Table 1: Method | F1-score (%) | Accuracy (%) | AUC (%) | p-value (t-test) | p-value (bootstrap).
 
     `per_fold[method]`: per-fold metrics (`fold`, `macro_f1`, `accuracy`, `auc_macro_ovo`), e.g. from
     `per_fold_metrics(pred, mvi_metrics)`. Rows follow the order of `per_fold`, reference last (as in the
     paper). p-values compare each method with `reference` on the macro OvO AUC:
     paired t-test over folds, and (when `pooled_predictions[method]` with `patient_id`, `label`,
-    `prob_c` are given) a paired stratified bootstrap of the pooled out-of-fold AUC.
+    `prob_c` are given) a paired stratified bootstrap of the pooled out-of-fold AUC. The footnote ends with
+    the patients per class, `class_counts` (default: counted in the reference's pooled predictions).
     """
     if reference not in per_fold:
         raise ValueError(f"reference method {reference!r} has no per-fold metrics; have {list(per_fold)}")
@@ -261,16 +358,21 @@ def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str = "ours",
         footnote += (f"; two-sided paired stratified bootstrap (n = {n_boot}, seed {seed}) of the macro "
                      f"one-vs-one AUC of the pooled out-of-fold predictions")
     footnote += ". Bold: best mean."
+    if class_counts is None and pooled_predictions is not None:
+        class_counts = class_counts_of(pooled_predictions[reference], MVI_CLASSES)
+    footnote = _with_cohort(footnote, class_counts)
     return TableSpec(pd.DataFrame(rows), title, columns, {k: "max" for k in MVI_METRICS}, footnote)
 
 
 def mvi_table2(per_fold: Mapping[str, pd.DataFrame], *, teacher_student: Mapping[str, str],
                display_names: Mapping[str, str] | None = None,
                title: str = "Quantitative results of our method and baseline networks of the ablation study "
-                            "(S: student network; S → T: student distilled from teacher).") -> TableSpec:
+                            "(S: student network; S → T: student distilled from teacher).",
+               class_counts: Mapping[str, int] | None = None) -> TableSpec:
     """MVI paper Table 2: Method | T/S | F1-score (%) | Accuracy (%) | AUC (%), rows in `per_fold` order.
 
     `teacher_student[method]` is the T/S cell, e.g. "S" or "S → T" (rendered as S $\\rightarrow$ T).
+    `class_counts` (patients per class) ends the footnote.
     """
     names = dict(display_names or {})
     rows = []
@@ -279,8 +381,8 @@ def mvi_table2(per_fold: Mapping[str, pd.DataFrame], *, teacher_student: Mapping
             raise ValueError(f"no T/S entry for method {method!r}")
         rows.append({"method": method, "Method": names.get(method, method), "T/S": teacher_student[method],
                      **_mean_sd_columns(folds, MVI_METRICS)})
-    footnote = (f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. "
-                "Bold: best mean.")
+    footnote = _with_cohort(f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. "
+                            "Bold: best mean.", class_counts)
     return TableSpec(pd.DataFrame(rows), title, ["Method", "T/S", *MVI_METRICS],
                      {k: "max" for k in MVI_METRICS}, footnote)
 
@@ -290,13 +392,15 @@ GRADING_METRICS = {"Accuracy": "accuracy", "Sensitivity": "sensitivity", "Specif
 
 
 def grading_table(per_fold: Mapping[str, pd.DataFrame], *, title: str,
-                  display_names: Mapping[str, str] | None = None) -> TableSpec:
+                  display_names: Mapping[str, str] | None = None,
+                  class_counts: Mapping[str, int] | None = None) -> TableSpec:
     """Grading paper Tables 1/2: Method | Accuracy | Sensitivity | Specificity | AUC (all %).
 
     `per_fold[method]`: per-fold metrics (`repeat`, `fold`, `accuracy`, `sensitivity`, `specificity`,
     `auc`), e.g. `per_fold_metrics(pred, binary_metrics, ("repeat", "fold"))`. Mean ± SD are over all
     repeat × fold test folds (40 for 4-fold × 10 repeats). Rows follow `per_fold` order; use
-    `GRADING_TABLE1_ROWS` / `GRADING_TABLE2_ROWS` as display names to match the paper.
+    `GRADING_TABLE1_ROWS` / `GRADING_TABLE2_ROWS` as display names to match the paper. `class_counts`
+    (patients per grade, e.g. `{"low": 40, "high": 40}`) ends the footnote.
     """
     names = dict(display_names or {})
     rows = [{"method": method, "Method": names.get(method, method), **_mean_sd_columns(folds, GRADING_METRICS)}
@@ -305,20 +409,49 @@ def grading_table(per_fold: Mapping[str, pd.DataFrame], *, title: str,
     footnote = (f"mean ± SD over {'/'.join(map(str, sorted(n_folds)))} test folds (repeats × folds; sample SD, "
                 "ddof = 1), in %. Positive class: high grade; prediction threshold 0.5 on P(high). "
                 "Bold: best mean.")
+    footnote = _with_cohort(footnote, class_counts)
     return TableSpec(pd.DataFrame(rows), title, ["Method", *GRADING_METRICS],
                      {k: "max" for k in GRADING_METRICS}, footnote)
 
 
-def grading_table1(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None
-                   ) -> TableSpec:
-    return grading_table(per_fold, display_names=display_names,
+def grading_table1(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None,
+                   class_counts: Mapping[str, int] | None = None) -> TableSpec:
+    return grading_table(per_fold, display_names=display_names, class_counts=class_counts,
                          title="Performance comparison of local, non-local and local and non-local fusion of "
                                "deep features in 2D and 3D (arterial phase, %).")
 
 
-def grading_table2(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None
-                   ) -> TableSpec:
-    return grading_table(per_fold, display_names=display_names,
+def grading_table2(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None,
+                   class_counts: Mapping[str, int] | None = None) -> TableSpec:
+    return grading_table(per_fold, display_names=display_names, class_counts=class_counts,
                          title="Performance comparison of local and non-local deep feature fusion in 2D and 3D "
                                "by direct concatenation, deep correlation model and common and individual "
                                "feature analysis (%).")
+
+
+# ---------------------------------------------------------------- any CSV as a readable HTML page
+
+def _html_cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.3g}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}"
+    return str(value)
+
+
+def csv_to_html(csv_path: str | Path, out_path: str | Path, *, title: str, note: str = "") -> Path:
+    """Render a results CSV (e.g. results/mvi/summary.csv) as a standalone HTML page with `title` and `note`.
+
+    Every column as in the file; numbers with three decimals (small ones, below 0.001, with three significant
+    digits), empty cells empty. For the Snakemake report, which shows HTML inline but only offers CSV files
+    for download.
+    """
+    frame = pd.read_csv(csv_path)
+    text = [[_html_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    bold = [[False] * len(frame.columns) for _ in text]
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(_html(title, list(frame.columns), text, bold, note), encoding="utf-8")
+    return out_path

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmdnet.tables import (format_pvalue, grading_table, latex_escape, mvi_table1, mvi_table2,
-                           render_table)
+from cmdnet.tables import (class_count_note, format_pvalue, grading_table, latex_escape, mvi_table1, mvi_table2,
+                           percent_header, render_table)
 
 
 def test_format_pvalue_like_the_paper():
@@ -27,13 +27,13 @@ def _tiny():
                          "p-value": [0.22, np.nan]})
 
 
-def test_render_table_writes_three_formats(tmp_path):
+def test_render_table_writes_four_formats(tmp_path):
     paths = render_table(_tiny(), title="Table 1: results", columns=["Method", "AUC (%)", "Loss", "p-value"],
                          bold_best={"AUC (%)": "max", "Loss": "min"}, footnote="mean ± SD; t-test",
                          out_stem=tmp_path / "t1")
-    assert set(paths) == {"md", "csv", "tex"} and all(p.exists() for p in paths.values())
+    assert set(paths) == {"md", "csv", "tex", "html"} and all(p.exists() for p in paths.values())
     md = paths["md"].read_text().splitlines()
-    assert md[2] == "| Method | AUC (%) | Loss | p-value |"
+    assert md[2] == "| Method | AUC (%) | Loss (%) | p-value |"
     assert md[4] == "| KD_ours | 71.01 ± 1.60 | 30.00 ± 1.00 | 2.20e-1 |"
     assert md[5] == "| Our method | **71.46 ± 1.84** | **25.00 ± 2.00** |  |"
     assert md[-1] == "mean ± SD; t-test"
@@ -41,9 +41,28 @@ def test_render_table_writes_three_formats(tmp_path):
     assert r"KD\_ours & 71.01 $\pm$ 1.60 & 30.00 $\pm$ 1.00 & 2.20e-1 \\" in tex
     assert r"\textbf{71.46 $\pm$ 1.84}" in tex and r"AUC (\%)" in tex
     assert r"\caption{Table 1: results}" in tex
-    csv = pd.read_csv(paths["csv"])
-    assert csv["AUC (%) mean"].tolist() == [0.7101, 0.7146]  # raw numbers kept
+    page = paths["html"].read_text()
+    assert "<caption>Table 1: results</caption>" in page and "<th>Loss (%)</th>" in page
+    assert "<td><b>71.46 ± 1.84</b></td>" in page and "<td>2.20e-1</td>" in page
+    assert '<p class="note">mean ± SD; t-test</p>' in page
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_csv_values_are_in_the_unit_their_header_states(tmp_path):
+    csv = pd.read_csv(render_table(_tiny(), title="t", columns=["Method", "AUC (%)", "Loss", "p-value"],
+                                   out_stem=tmp_path / "t")["csv"])
+    assert "AUC (%) mean" in csv and "Loss (%) sd" in csv and "Loss mean" not in csv, list(csv.columns)
+    np.testing.assert_allclose(csv["AUC (%) mean"], [71.01, 71.46], err_msg="a '(%)' column must hold percent")
+    np.testing.assert_allclose(csv["Loss (%) sd"], [1.0, 2.0])
+    assert csv["p-value"].iloc[0] == pytest.approx(0.22) and np.isnan(csv["p-value"].iloc[1])
+    assert percent_header("Accuracy") == "Accuracy (%)" and percent_header("AUC (%)") == "AUC (%)"
+
+
+def test_html_escapes_cell_text(tmp_path):
+    rows = pd.DataFrame({"Method": ["<b>x</b> & y"], "AUC (%) mean": [0.5], "AUC (%) sd": [0.1]})
+    page = render_table(rows, title="a < b", columns=["Method", "AUC (%)"], out_stem=tmp_path / "t")["html"]
+    text = page.read_text()
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in text and "<caption>a &lt; b</caption>" in text
 
 
 def test_render_table_rejects_unknown_column(tmp_path):
@@ -79,6 +98,7 @@ def test_mvi_table1_rows_pvalues_and_bold(tmp_path):
     assert pd.isna(spec.rows.loc[1, "p-value (t-test)"])
     assert spec.rows.loc[1, "AUC (%) mean"] == pytest.approx(per_fold["ours"]["auc_macro_ovo"].mean())
     assert "t-test" in spec.footnote and "bootstrap" in spec.footnote and "Hand & Till" in spec.footnote
+    assert spec.footnote.endswith("n = 60 patients (M0 20, M1 20, M2 20)."), spec.footnote
     md = spec.write(tmp_path / "mvi_table1")["md"].read_text()
     assert "| **" in md.splitlines()[5]  # our method bold
 
@@ -87,7 +107,9 @@ def test_mvi_table2_and_grading_table(tmp_path):
     rng = np.random.default_rng(2)
     spec = mvi_table2({"s_pre": _folds(rng, 0.6), "ours": _folds(rng, 0.7)},
                       teacher_student={"s_pre": "S", "ours": "S → T"},
-                      display_names={"s_pre": "S-pre", "ours": "Our method"})
+                      display_names={"s_pre": "S-pre", "ours": "Our method"},
+                      class_counts={"M0": 38, "M1": 28, "M2": 14})
+    assert "n = 80 patients (M0 38, M1 28, M2 14)" in spec.footnote
     tex = spec.write(tmp_path / "t2")["tex"].read_text()
     assert r"Our method & S $\rightarrow$ T & \textbf{" in tex
     gcols = ("accuracy", "sensitivity", "specificity", "auc")
@@ -98,5 +120,10 @@ def test_mvi_table2_and_grading_table(tmp_path):
                                                                "fusion3d": "3D local and non-local fusion"})
     assert g.columns == ["Method", "Accuracy", "Sensitivity", "Specificity", "AUC"]
     assert "40 test folds" in g.footnote
-    md = g.write(tmp_path / "g1")["md"].read_text().splitlines()
+    paths = g.write(tmp_path / "g1")
+    md = paths["md"].read_text().splitlines()
+    assert md[2] == "| Method | Accuracy (%) | Sensitivity (%) | Specificity (%) | AUC (%) |", md[2]
     assert md[5].startswith("| 3D local and non-local fusion | **93.")
+    csv = pd.read_csv(paths["csv"])
+    assert csv["AUC (%) mean"].between(80, 100).all(), "grading CSV must hold percent under '(%)' headers"
+    assert class_count_note({"low": 40, "high": 45}) == "n = 85 patients (low 40, high 45)"
