@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import figures, tables
 from .atomic import atomic_path
-from .methods import METHODS, method as method_spec
+from .methods import METHODS, TEACHERS, method as method_spec
 from .stats.bootstrap import bootstrap_ci
 from .stats.metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, prob_columns
 from .stats.tests import pairwise_class_delong
@@ -89,28 +89,65 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
     if table2:
         spec = tables.mvi_table2({m: per_fold[m] for m in table2},
                                  teacher_student={m: METHODS[m].table2_role for m in table2},
-                                 display_names={m: METHODS[m].display for m in table2})
+                                 display_names={m: METHODS[m].display for m in table2},
+                                 class_counts=tables.class_counts_of(preds[reference], MVI_CLASSES))
         written.update({f"table2_{k}": v for k, v in spec.write(out_tables / "table2_mvi_ablation").items()})
     return written
 
 
+def teacher_display_name(name: str) -> str:
+    """"Teacher (PRE + HBP + clinical)", "Teacher (PRE + HBP + clinical, no CA)", ... for a TeacherSpec name."""
+    spec = TEACHERS[name]
+    return f"Teacher ({' + '.join(spec.phases)} + clinical{'' if spec.use_ca else ', no CA'})"
+
+
+def _figure_name(name: str) -> str:
+    return METHODS[name].display if name in METHODS else teacher_display_name(name)
+
+
+def auc_interval_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's pooled macro AUCs with CIs as `auc_interval_figure` rows, grouped as in the tables.
+
+    Order: Table 1 methods, Table 2 ablations, other methods, then teachers (they use clinical data), each
+    group in registry order.
+    """
+    by_name = summary.set_index("name")
+    groups = [("Table 1", [m for m in METHODS if "table1" in METHODS[m].tables]),
+              ("Table 2 (ablations)", [m for m in METHODS if METHODS[m].tables == ("table2",)]),
+              ("Other methods", [m for m in METHODS if not METHODS[m].tables]),
+              ("Teachers (use clinical data)", list(TEACHERS))]
+    rows = [{"name": _figure_name(n), "auc": by_name.loc[n, "pooled_auc_macro_ovo"],
+             "ci_low": by_name.loc[n, "pooled_auc_ci_low"], "ci_high": by_name.loc[n, "pooled_auc_ci_high"],
+             "group": group} for group, names in groups for n in names if n in by_name.index]
+    return pd.DataFrame(rows)
+
+
 def mvi_figures(method_predictions: Mapping[str, str | Path], histories: Mapping[str, str | Path], *,
-                reference: str, out_dir: Path) -> dict[str, Path]:
-    """ROC curves per class pair (Table-1 methods), confusion matrix and calibration of the reference,
-    and training curves."""
-    preds = {METHODS[m].display: pd.read_parquet(p) for m, p in method_predictions.items()
-             if "table1" in METHODS[m].tables}
+                reference: str, out_dir: Path, summary: str | Path | None = None) -> dict[str, Path]:
+    """Figures of the MVI experiment, methods named as in the tables, the reference black.
+
+    ROC curves per class pair and of any MVI (M0 vs M1 + M2) and calibration of P(MVI) for the Table-1
+    methods; the confusion matrix of the reference; with `summary` (results/mvi/summary.csv) every method's
+    and teacher's pooled AUC with its bootstrap CI; training curves of every history (fold 0).
+    """
+    table1 = [m for m in METHODS if m in method_predictions and "table1" in METHODS[m].tables]
+    preds = {METHODS[m].display: pd.read_parquet(method_predictions[m]) for m in table1}
+    ref_name = METHODS[reference].display
     ref = pd.read_parquet(method_predictions[reference])
-    out = {"roc": figures.roc_pairwise_figure(preds, out_dir / "roc_pairwise.png", class_names=MVI_CLASSES),
+    out = {"roc": figures.roc_pairwise_figure(preds, out_dir / "roc_pairwise.png", class_names=MVI_CLASSES,
+                                              reference=ref_name),
+           "roc_any_mvi": figures.roc_any_mvi_figure(preds, out_dir / "roc_any_mvi.png", reference=ref_name),
            "confusion": figures.confusion_matrix_figure(ref, out_dir / "confusion_matrix.png",
                                                         class_names=MVI_CLASSES,
-                                                        title=f"{METHODS[reference].display}: confusion matrix "
+                                                        title=f"{ref_name}: confusion matrix "
                                                               "(out-of-fold, row-normalised)"),
-           "calibration": figures.calibration_figure({METHODS[reference].display: ref},
-                                                      out_dir / "calibration.png")}
+           "calibration": figures.calibration_figure(preds, out_dir / "calibration.png", reference=ref_name)}
+    if summary is not None:
+        out["auc"] = figures.auc_interval_figure(auc_interval_rows(pd.read_csv(summary)),
+                                                 out_dir / "auc_intervals.png", reference=ref_name)
     for name, path in histories.items():
         out[f"curves_{name}"] = figures.training_curves_figure(path, out_dir / f"training_curves_{name}.png",
-                                                               title=f"Training curves: {name}")
+                                                               title=f"{_figure_name(name)}, fold 0")
     return out
 
 

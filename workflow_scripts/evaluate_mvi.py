@@ -10,4 +10,5 @@ mvi_evaluation(methods, dict(zip(p.teachers, snakemake.input.teachers)), referen
                out_tables=Path("results/tables"), out_dir=Path(snakemake.output.summary).parent,
                n_boot=p.n_boot, seed=p.seed)
 histories = {Path(h).parent.parent.name: h for h in snakemake.input.histories}
-mvi_figures(methods, histories, reference=p.reference, out_dir=Path(snakemake.output.figures[0]).parent)
+mvi_figures(methods, histories, reference=p.reference, out_dir=Path(snakemake.output.figures[0]).parent,
+            summary=snakemake.output.summary)
