@@ -20,6 +20,7 @@ rule train_final:
     params:
         method=FINAL["method"],
         strategy=FINAL["strategy"],
+        synthetic=SYNTHETIC,
         roi=config["roi"],
         training=mvi_training_params(FINAL["method"]),
     log:
