@@ -11,6 +11,10 @@ import os
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# The landing page of `snakemake --report`: what ran, on which cohort, at which scale.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/cohort.smk"
 include: "rules/images.smk"
@@ -27,3 +31,5 @@ rule all:
         "results/mvi/summary.csv",
         "results/grade/metrics_per_fold.csv",
         FINAL_BUNDLE,
+        "results/run_description.html",
+        "results/mvi/summary.html",

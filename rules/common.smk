@@ -75,7 +75,10 @@ wildcard_constraints:
     teacher="|".join(["teacher", "teacher_pre", "teacher_hbp", "teacher_noca"]),
 
 
-def mvi_tables():
+TABLE_FORMATS = ["md", "csv", "tex", "html"]
+
+
+def mvi_tables(exts=TABLE_FORMATS):
     """The MVI tables that the configured methods give rows to (Table 1 needs the reference method in it)."""
     reference = config["mvi"]["reference_method"]
     tables = []
@@ -83,22 +86,28 @@ def mvi_tables():
         tables.append("table1_mvi")
     if any("table2" in METHODS[m].tables for m in MVI_METHODS):
         tables.append("table2_mvi_ablation")
-    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
+    return expand("results/tables/{table}.{ext}", table=tables, ext=exts)
 
 
-def grade_tables():
+def grade_tables(exts=TABLE_FORMATS):
     """The grading tables that the configured grade.methods give rows to."""
     methods = set(config["grade"]["methods"])
     tables = [table for table, rows in [("table1_grade", {"local", "nonlocal", "cifa"}),
                                         ("table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})]
               if methods & rows]
-    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
+    return expand("results/tables/{table}.{ext}", table=tables, ext=exts)
 
 
 def grade_figures():
     """ROC curves always; the common/individual spectra when CIFA is configured."""
     names = ["roc_grade"] + (["cifa_spectra"] if "cifa" in config["grade"]["methods"] else [])
     return expand("results/figures/grade/{figure}.png", figure=names)
+
+
+def mvi_figure(name):
+    """One MVI figure for the report, with its own caption (report/mvi_<name>.rst)."""
+    return report(f"results/figures/mvi/{name}.png", category="Figures", subcategory="MVI (CMD-Net)",
+                  caption=f"../report/mvi_{name}.rst")
 
 
 def teacher_of(wildcards):
