@@ -15,13 +15,13 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import __version__
 from .atomic import atomic_path
-from .tables import html_page, html_table
+
+if TYPE_CHECKING:  # the workflow imports config_digest while parsing: keep this module light
+    import pandas as pd
 
 MVI_NAMES = ("M0", "M1", "M2")
 GRADE_NAMES = ("low", "high")
@@ -145,6 +145,8 @@ def _counts_text(counts: Mapping[str, int]) -> str:
 
 def write_run_description(facts: Mapping[str, Any], out_path: str | Path) -> Path:
     """Write `facts` (from `describe_run`) as a standalone HTML page; return its path."""
+    from .tables import html_page, html_table
+
     synthetic = facts["cohort"] == "synthetic"
     lines = [
         ("Cohort", "SYNTHETIC (cmdnet's simulated cohort: the numbers test the software and say nothing "

@@ -217,7 +217,7 @@ def _latex(title: str, columns: Sequence[str], text, bold, footnote: str) -> str
 
 _HTML_STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1em; color: #111; }
-table { border-collapse: collapse; font-size: 14px; }
+table { border-collapse: collapse; font-size: 14px; margin-bottom: 1.2em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.5em; max-width: 60em; }
 thead th { border-top: 2px solid #111; border-bottom: 1px solid #111; padding: 4px 10px; text-align: right; }
 tbody td { padding: 3px 10px; text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -243,7 +243,8 @@ def html_table(title: str, columns: Sequence[str] | None, text, bold, footnote: 
         body.append(f"<tr>{cells}</tr>")
     note = f'<p class="note">{esc(footnote)}</p>' if footnote else ""
     opening = f'<table class="{esc(css_class)}">' if css_class else "<table>"
-    return f"{opening}<caption>{esc(title)}</caption>{head}\n<tbody>\n" + "\n".join(body) + f"\n</tbody></table>\n{note}\n"
+    rows = "\n".join(body)
+    return f"{opening}<caption>{esc(title)}</caption>{head}\n<tbody>\n{rows}\n</tbody></table>\n{note}\n"
 
 
 def html_page(title: str, *fragments: str) -> str:

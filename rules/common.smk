@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.utils import min_version, validate
 
 from cmdnet.methods import METHODS, TEACHERS, teachers_needed, method as method_spec
+from cmdnet.run_description import config_digest
 from cmdnet.synth.params import patient_ids as synthetic_patient_ids
 
 min_version("9.0")

@@ -92,7 +92,7 @@ rule describe_run:
     output:
         report("results/run_description.html", category="About this run", caption="../report/run_description.rst"),
     params:
-        config=config,
+        config_digest=config_digest(config),  # any configuration change rewrites the description
     log:
         "results/logs/describe_run.log",
     conda:
