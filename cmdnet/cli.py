@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "busy machine)")
     p.set_defaults(func=_cmd_predict)
 
-    p = _subcommand(sub, "export", "Export a model bundle to TorchScript: crops (B, P, Z, Y, X) to probabilities (B, 3)",
+    p = _subcommand(sub, "export",
+                    "Export a model bundle to TorchScript: crops (B, P, Z, Y, X) to probabilities (B, 3)",
                     "The conversion and cropping are not part of the export: feed it crops made as in "
                     "bundle.json (stored inside the file).\nLoad it with torch.jit.load in Python or libtorch in C++ "
                     "(docs/predict.md).",
