@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -439,20 +440,54 @@ def _html_cell(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
         return f"{value:.3g}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}"
+    pair = _PAIR_TEXT.fullmatch(str(value))
+    if pair:  # an interval written as "(low, high)"
+        return f"{_html_cell(float(pair.group(1)))}-{_html_cell(float(pair.group(2)))}"
     return str(value)
+
+
+_NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
+_PAIR_TEXT = re.compile(rf"[(\[]{_NUMBER},{_NUMBER}[)\]]")
+
+
+_COLUMN_PAIRS = (("_mean", "_sd", " mean ± SD", f" {PM} "), ("_ci_low", "_ci_high", " 95% CI", "-"))
+
+
+def _readable_columns(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells: `X_mean` + `X_sd` as one "X mean ± SD" column, `X_ci_low` + `X_ci_high` as one
+    "X 95% CI" column, underscores as spaces."""
+    headers, cells, used = [], [], set()
+    columns = list(frame.columns)
+    for col in columns:
+        if col in used:
+            continue
+        for first, second, label, join in _COLUMN_PAIRS:
+            stem = col[: -len(first)] if col.endswith(first) else None
+            if stem is not None and f"{stem}{second}" in columns:
+                used |= {col, f"{stem}{second}"}
+                headers.append(f"{stem}{label}".replace("_", " "))
+                cells.append([f"{_html_cell(a)}{join}{_html_cell(b)}" if _html_cell(a) else ""
+                              for a, b in zip(frame[col], frame[f"{stem}{second}"])])
+                break
+        else:
+            used.add(col)
+            headers.append(str(col).replace("_", " "))
+            cells.append([_html_cell(v) for v in frame[col]])
+    return headers, [list(row) for row in zip(*cells)] if cells else []
 
 
 def csv_to_html(csv_path: str | Path, out_path: str | Path, *, title: str, note: str = "") -> Path:
     """Render a results CSV (e.g. results/mvi/summary.csv) as a standalone HTML page with `title` and `note`.
 
-    Every column as in the file; numbers with three decimals (small ones, below 0.001, with three significant
-    digits), empty cells empty. For the Snakemake report, which shows HTML inline but only offers CSV files
-    for download.
+    Every column of the file, made readable (`_readable_columns`: mean and SD, and CI bounds, side by side in
+    one cell); numbers with three decimals (below 0.001: three significant digits), intervals "(a, b)" as
+    "a-b", empty cells empty. For the Snakemake report, which shows HTML inline but only offers CSV files for
+    download; the CSV keeps the unrounded numbers.
     """
     frame = pd.read_csv(csv_path)
-    text = [[_html_cell(v) for v in row] for row in frame.itertuples(index=False)]
-    bold = [[False] * len(frame.columns) for _ in text]
+    headers, text = _readable_columns(frame)
+    bold = [[False] * len(headers) for _ in text]
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        tmp.write_text(_html(title, list(frame.columns), text, bold, note), encoding="utf-8")
+        tmp.write_text(_html(title, headers, text, bold, note), encoding="utf-8")
     return out_path

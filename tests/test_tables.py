@@ -127,3 +127,18 @@ def test_mvi_table2_and_grading_table(tmp_path):
     csv = pd.read_csv(paths["csv"])
     assert csv["AUC (%) mean"].between(80, 100).all(), "grading CSV must hold percent under '(%)' headers"
     assert class_count_note({"low": 40, "high": 45}) == "n = 85 patients (low 40, high 45)"
+
+
+def test_results_csv_pages_pair_mean_and_sd_and_ci_bounds(tmp_path):
+    from cmdnet.tables import csv_to_html
+
+    csv = tmp_path / "summary.csv"
+    pd.DataFrame({"name": ["ours"], "pooled_auc": [0.71234], "pooled_auc_ci_low": [0.6], "pooled_auc_ci_high": [0.8],
+                  "macro_f1_mean": [0.5], "macro_f1_sd": [0.05], "ci": ["(0.0648611, 0.6758795)"],
+                  "p": [0.00001234]}).to_csv(csv, index=False)
+    page = csv_to_html(csv, tmp_path / "summary.html", title="Summary").read_text()
+    for header in ("<th>pooled auc</th>", "<th>pooled auc 95% CI</th>", "<th>macro f1 mean ± SD</th>"):
+        assert header in page, header
+    for cell in ("<td>0.712</td>", "<td>0.600-0.800</td>", "<td>0.500 ± 0.050</td>", "<td>0.065-0.676</td>",
+                 "<td>1.23e-05</td>"):
+        assert cell in page, cell
