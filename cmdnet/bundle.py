@@ -41,8 +41,7 @@ from .errors import BundleError
 from .roi import RoiParams
 
 FORMAT_VERSION = 1
-NOTICE = ("Research use only: not a medical device and not validated for clinical decisions. The probabilities "
-          "come from models trained and evaluated on the cohort described under training_cohort.")
+NOTICE = "Research use only: not a medical device and not validated for clinical decisions."
 BUNDLE_JSON = "bundle.json"
 CLASSES = ("M0", "M1", "M2")
 STRATEGIES = ("fold_ensemble",)

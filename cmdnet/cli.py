@@ -91,7 +91,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _print_notice(header: dict) -> None:
     """The notice for a person at the terminal, on stderr (stdout stays pure JSON for programs)."""
-    print(f"cmdnet predict: {header['notice']} Training cohort: {header['training_cohort']}.", file=sys.stderr)
+    print(f"cmdnet predict: {header['notice']} Trained on: {header['training_cohort']}.", file=sys.stderr)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

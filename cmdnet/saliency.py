@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .errors import BundleError
 
-OVERLAY_THRESHOLD = 0.3      # fraction of the maximum over phases below which the map is not drawn
+OVERLAY_THRESHOLD = 0.5      # fraction of the maximum over phases below which the map is not drawn
 OVERLAY_CMAP = "inferno"     # perceptually uniform, readable in grey scale and with colour-vision deficiencies
 MASK_COLOUR = "#56B4E9"      # Okabe-Ito sky blue: distinct from every inferno colour
 
@@ -112,7 +112,7 @@ def write_saliency(bundle: "Bundle", case: "PreparedCase", out_dir: str | Path, 
     _overlay_png(crops, files["png"],
                  f"{patient}: Grad-CAM of the predicted class {bundle.classes[target]} (p = {probs[target]:.2f}; "
                  f"P(any MVI) = {p_any:.2f}); {bundle.method}, {len(bundle.members)} fold model(s)",
-                 f"{bundle.notice}\nTraining cohort: {bundle.training_cohort}.")
+                 f"{bundle.notice}\nTrained on: {bundle.training_cohort}.")
     return files
 
 
@@ -127,31 +127,48 @@ def scale_bar_mm(field_mm: float) -> float:
 
 
 def _label_view(ax, name: str, width_px: int, height_px: int, mm_per_px: float, origin: str) -> None:
-    """Orientation letters at the edges and a scale bar in the lower right corner of one view."""
+    """Orientation letters at the edges and a scale bar in the lower left corner of one view (white with a
+    black outline, legible on any grey level)."""
+    from matplotlib import patheffects
+
+    outline = [patheffects.withStroke(linewidth=2.2, foreground="black")]
     left, right, top, bottom = _VIEW_LETTERS[name]
-    style = {"color": "white", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes}
+    style = {"color": "white", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes,
+             "path_effects": outline}
     ax.text(0.02, 0.5, left, ha="left", va="center", **style)
     ax.text(0.98, 0.5, right, ha="right", va="center", **style)
     ax.text(0.5, 0.98, top, ha="center", va="top", **style)
     ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
     bar_mm = scale_bar_mm(width_px * mm_per_px)
     bar_px = bar_mm / mm_per_px
-    x1 = width_px - 0.5 - 0.05 * width_px
-    y = (height_px - 0.5 - 0.08 * height_px) if origin == "upper" else (-0.5 + 0.08 * height_px)
-    ax.plot([x1 - bar_px, x1], [y, y], color="white", linewidth=2.5, solid_capstyle="butt")
-    ax.text(x1 - bar_px / 2, y, f"{bar_mm:g} mm", color="white", fontsize=8, ha="center",
-            va="bottom" if origin == "upper" else "top")
+    x0 = -0.5 + 0.05 * width_px
+    y = (height_px - 0.5 - 0.07 * height_px) if origin == "upper" else (-0.5 + 0.07 * height_px)
+    ax.plot([x0, x0 + bar_px], [y, y], color="white", linewidth=2.5, solid_capstyle="butt", path_effects=outline)
+    ax.annotate(f"{bar_mm:g} mm", (x0 + bar_px / 2, y), xytext=(0, 3), textcoords="offset points", color="white",
+                fontsize=8, ha="center", va="bottom", path_effects=outline)
+
+
+def _overlay_rgba(cam: np.ndarray, colours) -> np.ndarray:
+    """RGBA overlay of a map slice: transparent below `OVERLAY_THRESHOLD`, then the colour map with an opacity
+    rising from 0.25 to 0.8 at the maximum, so that the image stays visible under weak values."""
+    rgba = colours.to_rgba(np.clip(cam, OVERLAY_THRESHOLD, 1.0))
+    strength = (cam - OVERLAY_THRESHOLD) / (1.0 - OVERLAY_THRESHOLD)
+    rgba[..., 3] = np.where(cam >= OVERLAY_THRESHOLD, 0.25 + 0.55 * np.clip(strength, 0.0, 1.0), 0.0)
+    return rgba
 
 
 def _overlay_png(crops: dict, out: Path, title: str, footer: str) -> None:
     """Rows: phases; columns: central axial, coronal, sagittal slices of the crop with the map overlaid."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+
+    from matplotlib.cm import ScalarMappable
 
     fig = Figure(figsize=(10, 3.1 * len(crops) + 1.0), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(crops), 3, squeeze=False)
-    overlay = None
+    colours = ScalarMappable(Normalize(OVERLAY_THRESHOLD, 1.0), OVERLAY_CMAP)
     for row, (phase, (image, mask, cam, spacing)) in enumerate(crops.items()):
         sx, sy, sz = (float(v) for v in spacing)
         zc, yc, xc = (n // 2 for n in image.shape)
@@ -162,16 +179,14 @@ def _overlay_png(crops: dict, out: Path, title: str, footer: str) -> None:
         for col, (name, sl, aspect, origin, mm_per_px) in enumerate(views):
             ax = axes[row, col]
             ax.imshow(image[sl], cmap="gray", aspect=aspect, origin=origin)
-            shown = np.ma.masked_less(cam[sl], OVERLAY_THRESHOLD)
-            overlay = ax.imshow(shown, cmap=OVERLAY_CMAP, alpha=0.6, vmin=OVERLAY_THRESHOLD, vmax=1.0, aspect=aspect,
-                                origin=origin, interpolation="nearest")
+            ax.imshow(_overlay_rgba(cam[sl], colours), aspect=aspect, origin=origin, interpolation="nearest")
             if mask[sl].any() and not mask[sl].all():
                 ax.contour(mask[sl], levels=[0.5], colors=MASK_COLOUR, linewidths=1.2, origin=origin)
             height, width = image[sl].shape
             _label_view(ax, name, width, height, mm_per_px, origin)
             ax.set_title(f"{phase} {name}", fontsize=10)
             ax.set_axis_off()
-    fig.colorbar(overlay, ax=axes, shrink=0.8,
+    fig.colorbar(colours, ax=axes, shrink=0.8,
                  label=f"Grad-CAM, scaled to the maximum over phases (shown from {OVERLAY_THRESHOLD:g})")
     fig.suptitle(title, fontsize=10.5)
     lines = [wrapped for text in f"Blue outline: tumour mask. {footer}".splitlines()
