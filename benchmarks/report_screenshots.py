@@ -94,7 +94,7 @@ def views(results: dict) -> list[tuple[str, list[str]]]:
     for path in (p for p in results if TABLE_ENTRY.fullmatch(p)):
         out.append((f"10_table_{Path(path).stem}", _show(path, results)))
     figures = [p for p in results if p.endswith(".png") and "training_curves_" not in p]
-    curves = [p for p in results if "training_curves_ours" in p or "training_curves_teacher." in p]
+    curves = [p for p in results if p.endswith(("training_curves_ours.png", "training_curves_teacher.png"))]
     for path in figures + curves:
         out.append((f"20_figure_{Path(path).stem}", _show(path, results)))
     return out

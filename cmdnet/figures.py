@@ -22,7 +22,7 @@ import functools
 import textwrap
 from itertools import combinations
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -78,15 +78,18 @@ def save_png(fig: Figure, out_path: str | Path) -> Path:
     return out_path
 
 
-def curve_styles(names: Sequence[str], reference: str | None = None) -> dict[str, dict]:
+def curve_styles(names: Sequence[str], reference: str | Collection[str] | None = None) -> dict[str, dict]:
     """Line properties per name: the reference black and thick, the others palette colour x line style.
+
+    `reference` is one name or several (e.g. "2D fusion" and "3D fusion", one per panel).
 
     The i-th non-reference name gets colour `PALETTE[i % 6]` and style `LINESTYLES[(i // 6) % 4]`, so up to
     24 curves are pairwise distinct. Keys: `color`, `linestyle`, `linewidth`, `zorder`.
     """
+    references = {reference} if isinstance(reference, str) else set(reference or ())
     styles, i = {}, 0
     for name in names:
-        if name == reference:
+        if name in references:
             styles[name] = {"color": REFERENCE_COLOUR, "linestyle": "solid", "linewidth": 2.4, "zorder": 4}
         else:
             styles[name] = {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[(i // len(PALETTE)) % 4],
@@ -120,7 +123,8 @@ def _auc_label(name: str, y: np.ndarray, score: np.ndarray) -> str:
     return f"{name}: {auc:.2f} ({lo:.2f}-{hi:.2f})"
 
 
-def _roc_figure(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], *, reference: str | None,
+def _roc_figure(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], *,
+                reference: str | Collection[str] | None,
                 suptitle: str = "", note: str = "", panel_width: float = 4.4) -> Figure:
     """ROC curves of `{panel title: {name: (y, score)}}`, one panel each, with a legend row underneath.
 
@@ -128,6 +132,10 @@ def _roc_figure(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
     gives AUC and 95% DeLong CI. The legends live in their own row of axes, so they never cover a curve.
     """
     n_rows = max(len(c) for c in panels.values())
+    labels = {title: {name: _auc_label(name, y, score) for name, (y, score) in curves.items()}
+              for title, curves in panels.items()}
+    longest = max(len(label) for panel in labels.values() for label in panel.values())
+    panel_width = max(panel_width, 0.5 + 0.095 * longest)  # the legend under a panel is no wider than it
     legend_height = 0.4 + 0.27 * n_rows
     height = panel_width + legend_height + (0.45 * (suptitle.count("\n") + 1) if suptitle else 0) \
         + (0.45 if note else 0)
@@ -139,10 +147,11 @@ def _roc_figure(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
         ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
         for name, (y, score) in curves.items():
             fpr, tpr, _ = roc_curve(y, score)
-            ax.plot(fpr, tpr, label=_auc_label(name, y, score), **styles[name])
+            ax.plot(fpr, tpr, label=labels[title][name], **styles[name])
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
-        ax.set_aspect("equal")
+        # No fixed aspect: with one, constrained layout pushes the y label off the figure. The row heights
+        # keep the panel close to square instead.
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("Sensitivity")
         ax.set_title(title)
@@ -198,8 +207,8 @@ def roc_any_mvi_figure(predictions: Mapping[str, pd.DataFrame], out_path: str | 
 
 @_styled
 def roc_binary_figure(predictions: Mapping[str, pd.DataFrame] | Mapping[str, Mapping[str, pd.DataFrame]],
-                      out_path: str | Path, positive_name: str = "high grade", *, reference: str | None = None,
-                      note: str = "") -> Path:
+                      out_path: str | Path, positive_name: str = "high grade", *,
+                      reference: str | Collection[str] | None = None, note: str = "") -> Path:
     """Binary ROC curves (score = `prob_1`, positive = label 1), one per method, AUC with 95% DeLong CI.
 
     `predictions` is `{name: frame}` (one panel) or `{panel title: {name: frame}}` (one panel per entry, e.g.
@@ -284,9 +293,9 @@ def calibration_curves_figure(curves: Mapping[str, pd.DataFrame], out_path: str 
 
     `curves[name]`: a frame with columns `mean_predicted`, `observed`, `count`, `ci_low`, `ci_high` (and
     `bin`), one row per bin, e.g. quantile bins of the pooled out-of-fold predictions. Each panel draws the
-    observed rate against the mean prediction with its interval as an error bar, the bin's patient count
-    beside the point, the diagonal of perfect calibration, the Brier score in the title (`brier[name]`) and
-    a rug of the individual predictions (`predicted[name]`).
+    observed rate against the mean prediction with its interval as an error bar, the diagonal of perfect
+    calibration, the Brier score (`brier[name]`) and the bins' patient count in the title (beside each point
+    when the counts differ), and a rug of the individual predictions (`predicted[name]`).
     """
     if not curves:
         raise ValueError("no calibration curves to draw")
@@ -306,13 +315,18 @@ def calibration_curves_figure(curves: Mapping[str, pd.DataFrame], out_path: str 
         err = np.vstack([y - frame["ci_low"].to_numpy(float), frame["ci_high"].to_numpy(float) - y])
         ax.errorbar(x, y, yerr=np.clip(err, 0, None), color=colour, marker="o", markersize=4.5, linewidth=1.4,
                     capsize=2.5)
-        for xi, yi, n in zip(x, y, frame["count"].astype(int)):
-            ax.annotate(f"{n}", (xi, yi), textcoords="offset points", xytext=(5, -11), fontsize=8, color="#444444")
+        counts = frame["count"].astype(int).to_numpy()
+        if len(set(counts)) > 1:  # equal counts (quantile bins) go into the title instead of beside each point
+            for xi, yi, n in zip(x, y, counts):
+                ax.annotate(f"{n}", (xi, yi), textcoords="offset points", xytext=(5, -11), fontsize=9,
+                            color="#444444")
         if predicted is not None and name in predicted:
             ax.plot(np.asarray(predicted[name], float), np.full(len(predicted[name]), -0.025), "|", color=colour,
                     markersize=6, alpha=0.6, clip_on=False)
-        label = name if brier is None or name not in brier else f"{name}\nBrier {brier[name]:.3f}"
-        ax.set_title(label, fontsize=10.5, fontweight="bold" if name == reference else "normal")
+        facts = [f"{len(counts)} bins of {counts[0]}" if len(set(counts)) == 1 else f"{len(counts)} bins"]
+        if brier is not None and name in brier:
+            facts.insert(0, f"Brier {brier[name]:.3f}")
+        ax.set_title(f"{name}\n{', '.join(facts)}", fontsize=11, fontweight="bold" if name == reference else "normal")
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.05, 1.05)
         ax.set_aspect("equal")
@@ -320,7 +334,7 @@ def calibration_curves_figure(curves: Mapping[str, pd.DataFrame], out_path: str 
         ax.set_visible(False)
     fig.supxlabel(xlabel)
     fig.supylabel(ylabel)
-    fig.suptitle(f"{title}: observed rate with 95% interval; numbers are patients per bin")
+    fig.suptitle(f"{title}: observed rate with 95% interval (bins of equal patient counts unless numbered)")
     return save_png(fig, out_path)
 
 
@@ -549,9 +563,17 @@ def _training_curves(frame: pd.DataFrame, title: str, source: str = "training lo
 @_styled
 def cifa_spectra_figure(singular_values: Mapping[str, Sequence[float]], out_path: str | Path,
                         title: str = "CIFA spectra") -> Path:
-    """Grouped bar chart of singular values (index k on x), one bar series per named spectrum."""
+    """Grouped bar chart of singular values (index k on x), one bar series per named spectrum.
+
+    Components after the last one above 0.1% of the largest value are not drawn (numerically zero).
+    """
     if not singular_values:
         raise ValueError("no spectra to plot")
+    arrays = {name: np.asarray(v, dtype=float).ravel() for name, v in singular_values.items()}
+    top = max((float(a.max()) for a in arrays.values() if a.size), default=0.0)
+    shown = 1 + max((int(np.flatnonzero(a > 1e-3 * top).max()) for a in arrays.values() if (a > 1e-3 * top).any()),
+                    default=0)
+    singular_values = {name: a[:shown] for name, a in arrays.items()}
     fig = _new_figure(7.4, 4.4)
     ax = fig.subplots()
     width = 0.8 / len(singular_values)
