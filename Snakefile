@@ -11,6 +11,14 @@ import os
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# The landing page of `snakemake --report`: what ran, on which cohort, at which scale.
+report: "report/workflow.rst"
+
+
+# The landing page of `snakemake --report`: what ran, on which cohort, at which scale.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/cohort.smk"
 include: "rules/images.smk"
@@ -30,3 +38,7 @@ rule all:
         "results/mvi/summary.csv",
         "results/grade/metrics_per_fold.csv",
         FINAL_BUNDLE,
+        "results/run_description.html",
+        "results/mvi/summary.html",
+        "results/run_description.html",
+        "results/mvi/summary.html",

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cmdnet import stages  # noqa: E402
+from cmdnet.data.cohort import cohort_sources  # noqa: E402
 from cmdnet.data.synth import SynthParams, patient_ids, write_cohort  # noqa: E402
 
 
@@ -49,14 +50,16 @@ def main() -> None:
     sheet = cohort / "cohort.csv"
     ids = patient_ids(args.n_patients)
     n_slices = 0
+    sources = cohort_sources(sheet, cohort_cfg, phases)
     for pid in ids:
         images = [str(work / "nifti" / pid / f"{ph}.nii.gz") for ph in phases]
         sidecars = [i.replace(".nii.gz", ".json") for i in images]
-        timed("dicom_to_nifti", stages.dicom_to_nifti, sheet=sheet, cohort=cohort_cfg, patient=pid, phases=phases,
+        series = sources[pid].series(phases)
+        timed("dicom_to_nifti", stages.dicom_to_nifti, patient=pid, series=series, phases=phases,
               out_images=images, out_sidecars=sidecars)
         n_slices += sum(json.loads(Path(s).read_text())["size"][2] for s in sidecars)
         rois = [str(work / "roi" / pid / f"{ph}.npz") for ph in phases]
-        timed("extract_roi", stages.extract_roi, sheet=sheet, cohort=cohort_cfg, roi=roi_cfg, patient=pid,
+        timed("extract_roi", stages.extract_roi, patient=pid, series=series, masks=cohort_cfg, roi=roi_cfg,
               phases=phases, patch_phase=config["grade"]["phase"], seed=0, images=images, out_rois=rois)
     labels = work / "labels.parquet"
     timed("cohort_labels", stages.cohort_labels, sheet=sheet, cohort=cohort_cfg, phases=phases, out_labels=labels)

@@ -285,20 +285,44 @@ def evaluate_mvi(*, methods: Sequence[str], teachers: Sequence[str], validation:
                    validation_predictions=dict(zip(names, validation, strict=True)), reference=reference,
                    n_boot=n_boot, seed=seed, out_summary=out_summary, out_per_fold=out_per_fold,
                    out_delong=out_delong, out_table1=out_table1, out_table2=out_table2, out_binary=out_binary)
-    mvi_figures(method_files, dict(zip(names, histories, strict=True)), reference=reference,
+    mvi_figures(method_files, dict(zip(names, histories, strict=True)), reference=reference, summary=out_summary,
                 out_figures=out_figures)
 
 
 def bundle_final(*, models: Sequence[str], labels: str, method: str, strategy: str, roi: Mapping,
-                 settings: Mapping, out_bundle: str) -> None:
-    """The model bundle of `method` for `cmdnet predict` (nothing is trained here)."""
+                 settings: Mapping, synthetic: bool, out_bundle: str) -> None:
+    """The model bundle of `method` for `cmdnet predict` (nothing is trained here); `synthetic` records whether
+    its training cohort was cmdnet's synthetic one, which `cmdnet predict` says with every prediction."""
     from cmdnet.labels import outcome
     from cmdnet.product.bundle import write_bundle
 
     meta = write_bundle(out_bundle, list(models), method=method, roi_cfg=roi, labels=outcome(labels, "mvi"),
-                        config_sections={"roi": dict(roi), "mvi": dict(settings)}, strategy=strategy)
+                        config_sections={"roi": dict(roi), "mvi": dict(settings)}, strategy=strategy,
+                        synthetic=synthetic)
     print(f"bundle of {len(meta['members'])} {method} model(s) ({strategy}) -> {out_bundle}; training cohort "
           f"{meta['training_cohort']['n_patients']} patients {meta['training_cohort'].get('label_counts')}")
+
+
+def tables_html(*, out_html: Sequence[str], csvs: Sequence[str], titles: Sequence[str]) -> None:
+    """Results CSVs that a reader reads (the summary, the DeLong tests, the missingness report) as HTML pages."""
+    from cmdnet.evaluation.tables import csv_to_html
+
+    for csv, out, title in zip(csvs, out_html, titles, strict=True):
+        print(csv_to_html(csv, out, title=title))
+
+
+def describe_run(*, labels: str, config: Mapping, repo: str, out_description: str) -> None:
+    """The report's "About this run" page: cohort kind and size, patients per class, scale against the papers'
+    configuration, code commit and configuration digest."""
+    from cmdnet.evaluation.run_description import describe_run as describe, git_commit, paper_settings
+    from cmdnet.evaluation.run_description import write_run_description
+    from cmdnet.labels import read_labels
+
+    facts = describe(config, read_labels(labels).reset_index(), commit=git_commit(repo),
+                     paper_config=paper_settings(repo))
+    write_run_description(facts, out_description)
+    print(f"{facts['cohort']} cohort, {facts['n_patients']} patients {facts['mvi_counts']}; commit {facts['commit']}; "
+          f"config digest {facts['config_digest']}")
 
 
 # ---------------------------------------------------------------- grading

@@ -48,8 +48,7 @@ rule clean_clinical:
         dictionary=CLINICAL_DICTIONARY,
     output:
         table="results/clinical/clinical_clean.parquet",
-        missingness=report("results/clinical/missingness.csv", category="Data",
-                           caption="../report/missingness.rst"),
+        missingness="results/clinical/missingness.csv",  # in the report as missingness.html (rule tables_html)
     params:
         cohort={k: config["cohort"][k] for k in ("columns", "identifier_columns", "out_of_range")},
     log:

@@ -15,6 +15,7 @@ from cmdnet.data.cohort import cohort_sources
 from cmdnet.data.synth.cohort import cohort_layout, synthetic_sources
 from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
 from cmdnet.data.validate import check_cohort_once
+from cmdnet.evaluation.run_description import config_digest
 from cmdnet.errors import CmdnetError
 from cmdnet.mvi.methods import METHODS, TEACHERS, method_spec, spec as mvi_spec, teachers_needed
 from cmdnet.mvi.objective import check_objectives
@@ -126,34 +127,48 @@ def print_job_errors(since):
             print(f"  {message}  [{log}]", file=sys.stderr)
 
 
-def table_files(stem):
-    """The formats every table is written in."""
-    return multiext(f"results/tables/{stem}", ".md", ".csv", ".tex")
+def table_files(stem, subcategory):
+    """Every format a table is written in; the HTML page is the one the report shows (the others download)."""
+    return [report(f"results/tables/{stem}.html", category="Tables", subcategory=subcategory,
+                   caption=f"../report/{stem}.rst"),
+            *multiext(f"results/tables/{stem}", ".md", ".csv", ".tex")]
 
 
 def mvi_table_outputs():
     """The MVI tables the configured methods give rows to (Table 1 needs the reference method in it)."""
     reference = config["mvi"]["reference_method"]
-    outputs = {"binary": table_files("table_mvi_binary")}
+    stems = {"binary": "table_mvi_binary"}
     if "table1" in METHODS[reference].tables:
-        outputs["table1"] = table_files("table1_mvi")
+        stems["table1"] = "table1_mvi"
     if any("table2" in METHODS[m].tables for m in MVI_METHODS):
-        outputs["table2"] = table_files("table2_mvi_ablation")
-    return outputs
+        stems["table2"] = "table2_mvi_ablation"
+    return {key: table_files(stem, "MVI (CMD-Net)") for key, stem in stems.items()}
 
 
 def grade_table_outputs():
     """The grading tables that the configured grade.methods give rows to."""
     methods = set(config["grade"]["methods"])
-    return {key: table_files(stem) for key, stem, rows in [
+    return {key: table_files(stem, "Grade (local/non-local fusion)") for key, stem, rows in [
         ("table1", "table1_grade", {"local", "nonlocal", "cifa"}),
         ("table2", "table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})] if methods & rows}
+
+
+def mvi_figure(name):
+    """One MVI figure for the report, with its own caption (report/mvi_<name>.rst)."""
+    return report(f"results/figures/mvi/{name}.png", category="Figures", subcategory="MVI (CMD-Net)",
+                  caption=f"../report/mvi_{name}.rst")
 
 
 def grade_figures():
     """ROC curves always; the common/individual spectra when CIFA is configured."""
     names = ["roc_grade"] + (["cifa_spectra"] if "cifa" in config["grade"]["methods"] else [])
     return expand("results/figures/grade/{figure}.png", figure=names)
+
+
+def results_of_this_run(wildcards):
+    """Every table and the model bundle: what the run description describes."""
+    return [f for outputs in (mvi_table_outputs(), grade_table_outputs()) for files in outputs.values()
+            for f in files] + [FINAL_BUNDLE]
 
 
 def mvi_predictions(kind, names, what="oof_predictions"):

@@ -1,7 +1,7 @@
 # Statistics, tables and figures of both papers (gathered by `snakemake --report results/report.html`).
 
-MVI_FIGURES = ["roc_pairwise", "confusion_matrix", "calibration"] + [
-    f"training_curves_{name}" for name in MVI_METHODS + MVI_TEACHERS]
+MVI_FIGURES = ["roc_pairwise", "roc_any_mvi", "auc_intervals", "confusion_matrix", "calibration", "decision_curves"]
+MVI_CURVES = [f"training_curves_{name}" for name in MVI_METHODS + MVI_TEACHERS]
 
 
 rule evaluate_mvi:
@@ -13,15 +13,13 @@ rule evaluate_mvi:
         histories=[f"results/mvi/methods/{m}/repeat0/fold0/history.csv" for m in MVI_METHODS]
         + [f"results/mvi/teachers/{t}/repeat0/fold0/history.csv" for t in MVI_TEACHERS],
     output:
-        **{key: report(files, category="Tables", subcategory="MVI (CMD-Net)", caption="../report/mvi_tables.rst")
-           for key, files in mvi_table_outputs().items()},
-        summary=report("results/mvi/summary.csv", category="Tables", subcategory="MVI (CMD-Net)",
-                       caption="../report/mvi_summary.rst"),
+        **mvi_table_outputs(),
+        summary="results/mvi/summary.csv",
         per_fold="results/mvi/metrics_per_fold.csv",
-        delong=report("results/mvi/delong_pairwise.csv", category="Statistics",
-                      caption="../report/mvi_delong.rst"),
-        figures=report(expand("results/figures/mvi/{figure}.png", figure=MVI_FIGURES), category="Figures",
-                       subcategory="MVI (CMD-Net)", caption="../report/mvi_figures.rst"),
+        delong="results/mvi/delong_pairwise.csv",
+        figures=[mvi_figure(name) for name in MVI_FIGURES]
+        + report(expand("results/figures/mvi/{figure}.png", figure=MVI_CURVES), category="Training curves",
+                 subcategory="MVI (CMD-Net)", caption="../report/mvi_training_curves.rst"),
     params:
         method_names=MVI_METHODS,
         teacher_names=MVI_TEACHERS,
@@ -44,8 +42,7 @@ rule evaluate_grade:
                            repeat=GRADE_REPEATS, fold=GRADE_FOLDS),
         spectra="results/grade/repeat0/fold0/cifa_spectra.json",
     output:
-        **{key: report(files, category="Tables", subcategory="Grade (local/non-local fusion)",
-                       caption="../report/grade_tables.rst") for key, files in grade_table_outputs().items()},
+        **grade_table_outputs(),
         per_fold="results/grade/metrics_per_fold.csv",
         figures=report(grade_figures(), category="Figures", subcategory="Grade (local/non-local fusion)",
                        caption="../report/grade_figures.rst"),
@@ -57,3 +54,45 @@ rule evaluate_grade:
         "../envs/report.yaml"
     script:
         "../workflow_scripts/evaluate_grade.py"
+
+
+rule tables_html:
+    """The results CSVs a reader reads, as HTML pages the report shows inline."""
+    input:
+        csvs=["results/mvi/summary.csv", "results/mvi/delong_pairwise.csv", "results/clinical/missingness.csv"],
+    output:
+        html=[report("results/mvi/summary.html", category="Tables", subcategory="MVI (CMD-Net)",
+                     caption="../report/mvi_summary.rst"),
+              report("results/mvi/delong_pairwise.html", category="Statistical tests",
+                     caption="../report/mvi_delong.rst"),
+              report("results/clinical/missingness.html", category="Data", caption="../report/missingness.rst")],
+    params:
+        titles=["Every MVI method and teacher: metrics over folds and the pooled AUC with its CI",
+                "DeLong's test of the reference method against each method, per class pair",
+                "Missing and out-of-range values per clinical item"],
+    log:
+        "results/logs/tables_html.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/tables_html.py"
+
+
+rule describe_run:
+    """The run's facts for the report: cohort kind, patients per class, scale, commit, config digest."""
+    input:
+        results_of_this_run,  # rewritten with any result
+        labels="results/cohort/labels.parquet",
+    output:
+        description=report("results/run_description.html", category="About this run",
+                           caption="../report/run_description.rst"),
+    params:
+        config=config,
+        repo=workflow.basedir,
+        config_digest=config_digest(config),  # any configuration change rewrites the description
+    log:
+        "results/logs/describe_run.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/describe_run.py"

@@ -20,6 +20,7 @@ rule bundle_final:
     params:
         method=FINAL["method"],
         strategy=FINAL["strategy"],
+        synthetic=SYNTHETIC,
         roi=config["roi"],
         settings=mvi_training_params(FINAL["method"]),
     log:

@@ -31,11 +31,12 @@ from cmdnet.evaluation import figures, tables
 from cmdnet.evaluation.stats.binary import BINARY_ENDPOINT_COLUMNS, binary_endpoint_by_repeat, summarise_over_repeats
 from cmdnet.evaluation.stats.bootstrap import paired_bootstrap_macro_auc, repeat_mean_auc, repeat_mean_auc_ci
 from cmdnet.evaluation.stats.corrected_t import corrected_t_over_folds
+from cmdnet.evaluation.stats.curves import decision_curves
 from cmdnet.evaluation.stats.metrics import mvi_metrics, per_fold_metrics, prob_columns
 from cmdnet.evaluation.stats.multiplicity import holm
 from cmdnet.evaluation.stats.paired import pairwise_class_delong
 from cmdnet.labels import MVI_CLASSES
-from cmdnet.mvi.methods import METHODS, display_name
+from cmdnet.mvi.methods import METHODS, TEACHERS, display_name
 
 FOLD_KEYS = ["repeat", "fold"]
 P_PRIMARY = "p-value (corrected t)"
@@ -125,11 +126,6 @@ def table1_statistics(per_fold: Mapping[str, pd.DataFrame], preds: Mapping[str, 
     return stats
 
 
-def _counts_note(labels: pd.Series) -> str:
-    counts = labels.value_counts().reindex(range(len(MVI_CLASSES)), fill_value=0)
-    return f"n = {int(counts.sum())} patients ({', '.join(f'{c} {n}' for c, n in zip(MVI_CLASSES, counts))})"
-
-
 def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predictions: Mapping[str, str | Path], *,
                    validation_predictions: Mapping[str, str | Path], reference: str, n_boot: int, seed: int,
                    out_summary: str | Path, out_per_fold: str | Path, out_delong: str | Path,
@@ -144,7 +140,7 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
     every = {**preds, **teacher_preds}
     per_fold = {name: per_fold_metrics(pred, mvi_metrics, FOLD_KEYS) for name, pred in every.items()}
     first = preds[reference]
-    counts = _counts_note(first[first["repeat"] == first["repeat"].min()]["label"])
+    counts = tables.class_counts_of(first[first["repeat"] == first["repeat"].min()], MVI_CLASSES)
     n_repeats, n_folds = first["repeat"].nunique(), len(per_fold[reference])
     design = f"{n_repeats} x {n_folds // max(n_repeats, 1)}-fold cross-validation ({n_folds} test folds)"
 
@@ -164,7 +160,8 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
             p_values={col: stats[col].to_dict() for col in (P_PRIMARY, P_HOLM, P_BOOT)},
             display_names={m: display_name(m, with_citation=True) for m in names},
             title=f"Quantitative results of our network and state-of-the-art methods (3-class MVI, {design}).",
-            footnote=(f"{counts}. Primary test: corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank "
+            class_counts=counts,
+            footnote=(f"Primary test: corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank "
                       f"2004) of each method's per-fold AUC against {display_name(reference)} over the {n_folds} "
                       f"test folds (df = {n_folds - 1}), Holm-adjusted across the table's {len(stats)} comparisons. "
                       f"Secondary: paired stratified bootstrap (n = {n_boot}) of the pooled macro AUC, conditional "
@@ -178,13 +175,13 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
         tables.mvi_table2({m: per_fold[m] for m in names},
                           teacher_student={m: METHODS[m].table2_role for m in names},
                           display_names={m: display_name(m) for m in names},
-                          footnote=f"{counts}; {design}.").write(out_table2)
+                          footnote=f"{design}.", class_counts=counts).write(out_table2)
     if out_binary:
-        binary_table(preds, teacher_preds, validation, counts=counts).write(out_binary)
+        binary_table(preds, teacher_preds, validation, class_counts=counts).write(out_binary)
 
 
 def binary_table(preds: Mapping[str, pd.DataFrame], teacher_preds: Mapping[str, pd.DataFrame],
-                 validation: Mapping[str, pd.DataFrame], *, counts: str) -> tables.TableSpec:
+                 validation: Mapping[str, pd.DataFrame], *, class_counts: Mapping[str, int]) -> tables.TableSpec:
     """Any MVI (M0 vs M1 + M2) for every method and teacher: mean over repeats of each repeat's pooled metrics."""
     rows = []
     for name, pred in {**preds, **teacher_preds}.items():
@@ -195,34 +192,63 @@ def binary_table(preds: Mapping[str, pd.DataFrame], teacher_preds: Mapping[str, 
         for column in BINARY_ENDPOINT_COLUMNS:
             row[f"{column} mean"], row[f"{column} sd"] = summary[column]["mean"], summary[column]["sd"]
         rows.append(row)
-    return tables.binary_table(pd.DataFrame(rows), footnote=(
-        f"{counts}. Event: any MVI (M1 or M2), probability P(M1) + P(M2). Each patient is classified at its test "
+    return tables.binary_table(pd.DataFrame(rows), class_counts=class_counts, footnote=(
+        "Event: any MVI (M1 or M2), probability P(M1) + P(M2). Each patient is classified at its test "
         "fold's threshold, the Youden-optimal threshold on that fold's inner validation split (ties: the lower, "
         "more sensitive one); the test folds never choose a threshold. Metrics of each repeat's pooled out-of-fold "
         "predictions, mean (± SD over repeats when there are several); AUC CI: DeLong 95% interval of a repeat, "
         "averaged. Calibration intercept and slope: logistic recalibration on logit(p) (ideal 0 and 1)."))
 
 
+def auc_interval_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's pooled macro AUCs with CIs as `figures.auc_interval_figure` rows, grouped as in the tables:
+    Table 1 methods, Table 2 ablations, other methods, then the teachers (they use clinical data)."""
+    by_name = summary.set_index("name")
+    groups = [("Table 1", [m for m in METHODS if "table1" in METHODS[m].tables]),
+              ("Table 2 (ablations)", [m for m in METHODS if METHODS[m].tables == ("table2",)]),
+              ("Other methods", [m for m in METHODS if not METHODS[m].tables]),
+              ("Teachers (use clinical data)", list(TEACHERS))]
+    rows = [{"name": display_name(n), "auc": by_name.loc[n, "pooled_auc_macro_ovo"],
+             "ci_low": by_name.loc[n, "pooled_auc_ci_low"], "ci_high": by_name.loc[n, "pooled_auc_ci_high"],
+             "group": group} for group, names in groups for n in names if n in by_name.index]
+    return pd.DataFrame(rows)
+
+
 def mvi_figures(method_predictions: Mapping[str, str | Path], histories: Mapping[str, str | Path], *,
-                reference: str, out_figures: Sequence[str | Path]) -> None:
-    """The figures named by `out_figures` (file stem = figure): ROC curves per class pair of the Table-1 methods,
-    confusion matrix and calibration of the reference, and `training_curves_<name>` per method or teacher."""
+                reference: str, summary: str | Path, out_figures: Sequence[str | Path]) -> None:
+    """The figures named by `out_figures` (file stem = figure), methods named as in the tables, the reference black:
+    ROC curves per class pair and of any MVI (M0 vs M1 + M2), calibration of P(MVI) and decision curves of the
+    Table-1 methods (first repeat's pooled out-of-fold predictions), the confusion matrix of the reference, every
+    method's and teacher's pooled AUC with its CI (`summary`), and `training_curves_<name>` per method or teacher
+    (repeat 0, fold 0)."""
     preds = read_predictions(method_predictions)
     first = {name: pred[pred["repeat"] == pred["repeat"].min()] for name, pred in preds.items()}
+    table1 = {display_name(m): first[m] for m in METHODS if m in first and "table1" in METHODS[m].tables}
+    ref_name = display_name(reference)
+
+    def decision_curves_figure(out: Path) -> Path:
+        curves = decision_curves(table1)
+        by_method = {name: frame for name, frame in curves.groupby("method", sort=False)}
+        treat_all = by_method.pop("Treat all")
+        by_method.pop("Treat none", None)
+        return figures.decision_curve_figure(by_method, out, treat_all=treat_all, reference=ref_name)
+
     makers = {
-        "roc_pairwise": lambda out: figures.roc_pairwise_figure(
-            {display_name(m): p for m, p in first.items() if "table1" in METHODS[m].tables}, out,
-            class_names=MVI_CLASSES),
+        "roc_pairwise": lambda out: figures.roc_pairwise_figure(table1, out, class_names=MVI_CLASSES,
+                                                                reference=ref_name),
+        "roc_any_mvi": lambda out: figures.roc_any_mvi_figure(table1, out, reference=ref_name),
         "confusion_matrix": lambda out: figures.confusion_matrix_figure(
             first[reference], out, class_names=MVI_CLASSES,
-            title=f"{display_name(reference)}: confusion matrix (out-of-fold, row-normalised)"),
-        "calibration": lambda out: figures.calibration_figure({display_name(reference): first[reference]}, out),
+            title=f"{ref_name}: confusion matrix (out-of-fold, row-normalised)"),
+        "calibration": lambda out: figures.calibration_figure(table1, out, reference=ref_name),
+        "decision_curves": decision_curves_figure,
+        "auc_intervals": lambda out: figures.auc_interval_figure(auc_interval_rows(pd.read_csv(summary)), out,
+                                                                 reference=ref_name),
     }
     for name, path in histories.items():
         makers[f"training_curves_{name}"] = (lambda out, path=path, name=name: figures.training_curves_figure(
-            path, out, title=f"Training curves: {display_name(name)}"))
+            path, out, title=f"{display_name(name)}, repeat 0, fold 0"))
     for out in map(Path, out_figures):
         if out.stem not in makers:
             raise ValueError(f"no MVI figure is called {out.stem!r}; known: {', '.join(makers)}")
         makers[out.stem](out)
-

@@ -5,8 +5,9 @@ A bundle is a directory (the workflow writes `results/models/<method>/`) holding
 * `bundle.json`: `format_version`, `cmdnet_version`, `method`, `model` (registry name), `strategy`, `phases`,
   `classes`, the exact preprocessing (`orientation` "LPS", float32 volumes, the ROI parameters used to cut
   the crops: shape, margin, normalisation ...), the config sections used for training, a summary of the
-  training cohort (number of patients, label counts; never a patient id) and one entry per member
-  (`file`, `fold`, `best_epoch`, `n_train`, `sha256` of the file);
+  training cohort (number of patients, label counts, whether it was synthetic, a one-line `description`;
+  never a patient id), the research-use `notice` that `cmdnet predict` repeats with every prediction, and one
+  entry per member (`file`, `fold`, `best_epoch`, `n_train`, `sha256` of the file);
 * `model_<k>.pt`, one per member: plain data only (registry name, keyword arguments, weights, phases),
   loadable with `torch.load(..., weights_only=True)`. The fold models' patient lists are *not* copied.
 
@@ -42,6 +43,7 @@ from cmdnet.data.roi import RoiParams
 from cmdnet.atomic import _umask
 
 FORMAT_VERSION = 1
+NOTICE = "Research use only: not a medical device and not validated for clinical decisions."
 BUNDLE_JSON = "bundle.json"
 CLASSES = MVI_CLASSES
 STRATEGIES = ("fold_ensemble",)
@@ -101,6 +103,20 @@ def cohort_summary(payloads: Sequence[Mapping[str, Any]], labels: pd.Series | No
     return summary
 
 
+def training_cohort_description(summary: Mapping[str, Any]) -> str:
+    """One line for users: "SYNTHETIC cohort of 64 patients (M0 30, M1 22, M2 12): ..." from a cohort summary."""
+    counts = summary.get("label_counts")
+    size = f"{summary.get('n_patients', '?')} patients" + (
+        f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if counts else "")
+    synthetic = summary.get("synthetic")
+    if synthetic is True:
+        return (f"SYNTHETIC cohort of {size}, simulated by cmdnet: for testing the software only; its "
+                "predictions on real patients mean nothing")
+    if synthetic is False:
+        return f"real cohort of {size} (the workflow's configured cohort sheet)"
+    return f"cohort of {size}; the bundle does not record whether it was synthetic"
+
+
 def _member_payload(path: Path, method: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -115,11 +131,12 @@ def _member_payload(path: Path, method: str) -> dict[str, Any]:
 def write_bundle(out_dir: str | Path, model_paths: Sequence[str | Path], *, method: str,
                  roi_cfg: Mapping[str, Any], labels: pd.Series | None = None,
                  config_sections: Mapping[str, Any] | None = None,
-                 strategy: str = "fold_ensemble") -> dict[str, Any]:
+                 strategy: str = "fold_ensemble", synthetic: bool | None = None) -> dict[str, Any]:
     """Write a bundle of the fold models `model_paths` of `method` to `out_dir` (atomically); return bundle.json.
 
     `roi_cfg` is the `roi` config section the crops of the training data were made with; `labels` maps the
-    training patients' ids to MVI codes (for the cohort summary only); `config_sections` are stored verbatim
+    training patients' ids to MVI codes (for the cohort summary only); `synthetic` says whether the training
+    cohort was cmdnet's synthetic one (None: not known); `config_sections` are stored verbatim
     (JSON-serialisable). The directory is built beside `out_dir` and renamed into place, replacing an older one.
     """
     if strategy not in STRATEGIES:
@@ -169,9 +186,11 @@ def write_bundle(out_dir: str | Path, model_paths: Sequence[str | Path], *, meth
                 "interpolation": {"image": "linear", "mask": "nearest"},
             },
             "members": members,
-            "training_cohort": cohort_summary(payloads, labels),
+            "training_cohort": {"synthetic": synthetic, **cohort_summary(payloads, labels)},
+            "notice": NOTICE,
             "config": dict(config_sections or {}),
         }
+        meta["training_cohort"]["description"] = training_cohort_description(meta["training_cohort"])
         (tmp / BUNDLE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -210,6 +229,17 @@ class Bundle:
     @property
     def method(self) -> str:
         return str(self.meta["method"])
+
+    @property
+    def notice(self) -> str:
+        """The research-use notice (bundles written before it existed get the current one)."""
+        return str(self.meta.get("notice", NOTICE))
+
+    @property
+    def training_cohort(self) -> str:
+        """One line on the cohort the members were trained on, saying whether it was synthetic."""
+        summary = self.meta.get("training_cohort", {})
+        return str(summary.get("description") or training_cohort_description(summary))
 
     def roi_params(self) -> RoiParams:
         """The ROI parameters of training, for crops only (no patches)."""

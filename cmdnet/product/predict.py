@@ -4,8 +4,13 @@ For each phase of the bundle (e.g. PRE, HBP) the input goes through exactly the 
 `cmdnet.data.dicom.convert_series` (LPS, float32, written to a temporary NIfTI) and `cmdnet.data.roi.extract_roi` with
 the bundle's ROI parameters (the crop written to a temporary `.npz`); the crops are stacked in the bundle's
 phase order into `(1, P, Z, Y, X)` and given to the members. The result holds `prob_M0`, `prob_M1`, `prob_M2`
-(mean of the members' softmax probabilities), `predicted_grade` (the most probable class),
-`p_mvi = prob_M1 + prob_M2` and `n_members`.
+(mean of the members' softmax probabilities), `predicted_class` (the most probable of the three MVI classes),
+`p_mvi = prob_M1 + prob_M2` (any MVI) and `n_members`. A patient can be predicted M0 while `p_mvi` exceeds 0.5
+(e.g. 0.44 / 0.30 / 0.26): the two answer different questions.
+
+What is written for a user (`write_record`, the CLI) also carries `about(bundle)`: the research-use notice, the
+bundle's training-cohort description (saying whether it was synthetic) and that interpretation; probabilities
+are rounded there (`DIGITS` decimals), never in the records the library returns.
 
 Only the bundle, the DICOM directories, the masks and (batch mode) the cohort sheet's path columns are read:
 never a clinical sheet, never a label.
@@ -29,6 +34,11 @@ from cmdnet.product.bundle import Bundle
 from cmdnet.errors import InputError
 
 _SAFE_LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+DIGITS = 3
+INTERPRETATION = ("predicted_class is the most probable of M0 (no MVI), M1 and M2 (docs/mvi_classes.md); "
+                  "p_mvi = prob_M1 + prob_M2 is the probability of any MVI, so a patient can be predicted M0 "
+                  "while p_mvi is above 0.5 (for example 0.44 / 0.30 / 0.26).")
+ABOUT_KEYS = ("notice", "training_cohort", "interpretation")
 # A column name no sheet has: the batch reader must ignore the label columns (see predict_cohort).
 _NO_COLUMN = "\x00cmdnet-predict-ignores-labels"
 
@@ -80,9 +90,9 @@ def prepare_case(bundle: Bundle, inputs: Mapping[str, PhaseInput], workdir: str 
 
 
 def probability_record(bundle: Bundle, probs: np.ndarray) -> dict[str, Any]:
-    """`prob_<class>` for each class, `predicted_grade`, `p_mvi` = P(M1) + P(M2), `n_members` from `(C,)`."""
+    """`prob_<class>` for each class, `predicted_class`, `p_mvi` = P(M1) + P(M2), `n_members` from `(C,)`."""
     record: dict[str, Any] = {f"prob_{c}": float(p) for c, p in zip(bundle.classes, probs)}
-    record["predicted_grade"] = bundle.classes[int(np.argmax(probs))]
+    record["predicted_class"] = bundle.classes[int(np.argmax(probs))]
     record["p_mvi"] = float(probs[1:].sum())
     record["n_members"] = len(bundle.members)
     return record
@@ -144,21 +154,44 @@ def predict_cohort(bundle: Bundle, sheet: str | Path, *, columns=None,
             record = {"patient_id": pid, "method": bundle.method, "error": str(err)}
         rows.append(record)
     prob_cols = [f"prob_{c}" for c in bundle.classes]
-    order = ["patient_id", "method", *prob_cols, "predicted_grade", "p_mvi", "n_members", "error"]
+    order = ["patient_id", "method", *prob_cols, "predicted_class", "p_mvi", "n_members", "error"]
     return pd.DataFrame(rows).reindex(columns=order)
 
 
-def write_record(record: Mapping[str, Any] | pd.DataFrame, out: str | Path) -> None:
-    """Write a prediction (one record or a table) as `.json` or `.csv`, chosen by the suffix, atomically."""
+def about(bundle: Bundle) -> dict[str, str]:
+    """What every user-facing output says besides the numbers: `notice`, `training_cohort`, `interpretation`."""
+    return {"notice": bundle.notice, "training_cohort": bundle.training_cohort, "interpretation": INTERPRETATION}
+
+
+def rounded(record: Mapping[str, Any], digits: int = DIGITS) -> dict[str, Any]:
+    """The record with its probabilities (`prob_*`, `p_mvi`) rounded to `digits` decimals for display."""
+    return {k: round(v, digits) if (k.startswith("prob_") or k == "p_mvi") and isinstance(v, float) else v
+            for k, v in record.items()}
+
+
+def write_record(record: Mapping[str, Any] | pd.DataFrame, out: str | Path, *,
+                 header: Mapping[str, str] | None = None, digits: int | None = None) -> None:
+    """Write a prediction (one record or a table) as `.json` or `.csv`, chosen by the suffix, atomically.
+
+    `header` (from `about(bundle)`) goes first: JSON keys of the record, or of the object that holds the
+    batch's `patients` list; CSV columns repeated on every row (a row copied elsewhere keeps its notice).
+    `digits` rounds the probabilities.
+    """
     out = Path(out)
     if out.suffix.lower() not in (".json", ".csv"):
         raise InputError("output must end in .json or .csv", path=out)
+    header = dict(header or {})
     table = record if isinstance(record, pd.DataFrame) else pd.DataFrame([{k: v for k, v in record.items()
                                                                             if k != "saliency"}])
+    if digits is not None:
+        prob_cols = [c for c in table.columns if c.startswith("prob_") or c == "p_mvi"]
+        table = table.assign(**{c: table[c].astype(float).round(digits) for c in prob_cols})
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".csv":
-            table.to_csv(tmp, index=False)
+            table.assign(**header).to_csv(tmp, index=False)
+        elif isinstance(record, pd.DataFrame):
+            rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+            tmp.write_text(json.dumps({**header, "patients": rows}, indent=2, default=str) + "\n")
         else:
-            obj = (table.astype(object).where(table.notna(), None).to_dict(orient="records")
-                   if isinstance(record, pd.DataFrame) else dict(record))
-            tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+            body = rounded(record, digits) if digits is not None else dict(record)
+            tmp.write_text(json.dumps({**header, **body}, indent=2, default=str) + "\n")

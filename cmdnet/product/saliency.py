@@ -10,12 +10,16 @@ maximum over all phases (so values lie in [0, 1] and are comparable between phas
 location raises the logit). Each phase's map is then resampled (linear, 0 outside the crop) from the crop
 grid (its origin and spacing are stored in the ROI archive, identity LPS direction) onto that phase's
 converted image grid and written as NIfTI. The PNG overlays the map on the crop's central axial, coronal and
-sagittal slices, with the tumour mask's outline. File names and titles carry only the patient label given
-(the cohort's patient_id, or "patient").
+sagittal slices, with the tumour mask's outline: only values of at least `OVERLAY_THRESHOLD` are coloured (a
+perceptually uniform colour map, so the image stays readable where the network did not look), each view carries
+its orientation letters (radiological convention: the patient's right on the left) and a millimetre scale bar,
+and the footer repeats the bundle's research-use notice and training cohort. File names and titles carry only
+the patient label given (the cohort's patient_id, or "patient").
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +30,10 @@ import torch.nn.functional as F
 
 from cmdnet.atomic import atomic_path
 from cmdnet.errors import BundleError
+
+OVERLAY_THRESHOLD = 0.5      # fraction of the maximum over phases below which the map is not drawn
+OVERLAY_CMAP = "inferno"     # perceptually uniform, readable in grey scale and with colour-vision deficiencies
+MASK_COLOUR = "#56B4E9"      # Okabe-Ito sky blue: distinct from every inferno colour
 
 if TYPE_CHECKING:
     from cmdnet.product.bundle import Bundle
@@ -100,37 +108,89 @@ def write_saliency(bundle: "Bundle", case: "PreparedCase", out_dir: str | Path, 
         with atomic_path(files[phase]) as tmp:
             sitk.WriteImage(on_grid, str(tmp), useCompression=True)
     files["png"] = out_dir / f"{patient}_gradcam.png"
-    _overlay_png(crops, files["png"], f"{patient}: Grad-CAM of {bundle.classes[target]} "
-                 f"(p = {probs[target]:.2f}, {bundle.method}, {len(bundle.members)} member(s))")
+    p_any = float(probs[1:].sum())
+    _overlay_png(crops, files["png"],
+                 f"{patient}: Grad-CAM of the predicted class {bundle.classes[target]} (p = {probs[target]:.2f}; "
+                 f"P(any MVI) = {p_any:.2f}); {bundle.method}, {len(bundle.members)} fold model(s)",
+                 f"{bundle.notice}\nTrained on: {bundle.training_cohort}.")
     return files
 
 
-def _overlay_png(crops: dict, out: Path, title: str) -> None:
+# Orientation letters of the crop's views (LPS grid): (left, right, top, bottom) of the displayed slice.
+_VIEW_LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
+
+
+def scale_bar_mm(field_mm: float) -> float:
+    """A round bar length (1, 2, 5, 10, 20, 50, 100 mm) of at most a third of the field of view."""
+    candidates = [1, 2, 5, 10, 20, 50, 100]
+    return float(max([c for c in candidates if c <= field_mm / 3] or [candidates[0]]))
+
+
+def _label_view(ax, name: str, width_px: int, height_px: int, mm_per_px: float, origin: str) -> None:
+    """Orientation letters at the edges and a scale bar in the lower left corner of one view (white with a
+    black outline, legible on any grey level)."""
+    from matplotlib import patheffects
+
+    outline = [patheffects.withStroke(linewidth=2.2, foreground="black")]
+    left, right, top, bottom = _VIEW_LETTERS[name]
+    style = {"color": "white", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes,
+             "path_effects": outline}
+    ax.text(0.02, 0.5, left, ha="left", va="center", **style)
+    ax.text(0.98, 0.5, right, ha="right", va="center", **style)
+    ax.text(0.5, 0.98, top, ha="center", va="top", **style)
+    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
+    bar_mm = scale_bar_mm(width_px * mm_per_px)
+    bar_px = bar_mm / mm_per_px
+    x0 = -0.5 + 0.05 * width_px
+    y = (height_px - 0.5 - 0.07 * height_px) if origin == "upper" else (-0.5 + 0.07 * height_px)
+    ax.plot([x0, x0 + bar_px], [y, y], color="white", linewidth=2.5, solid_capstyle="butt", path_effects=outline)
+    ax.annotate(f"{bar_mm:g} mm", (x0 + bar_px / 2, y), xytext=(0, 3), textcoords="offset points", color="white",
+                fontsize=8, ha="center", va="bottom", path_effects=outline)
+
+
+def _overlay_rgba(cam: np.ndarray, colours) -> np.ndarray:
+    """RGBA overlay of a map slice: transparent below `OVERLAY_THRESHOLD`, then the colour map with an opacity
+    rising from 0.25 to 0.8 at the maximum, so that the image stays visible under weak values."""
+    rgba = colours.to_rgba(np.clip(cam, OVERLAY_THRESHOLD, 1.0))
+    strength = (cam - OVERLAY_THRESHOLD) / (1.0 - OVERLAY_THRESHOLD)
+    rgba[..., 3] = np.where(cam >= OVERLAY_THRESHOLD, 0.25 + 0.55 * np.clip(strength, 0.0, 1.0), 0.0)
+    return rgba
+
+
+def _overlay_png(crops: dict, out: Path, title: str, footer: str) -> None:
     """Rows: phases; columns: central axial, coronal, sagittal slices of the crop with the map overlaid."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
 
-    fig, axes = plt.subplots(len(crops), 3, figsize=(10, 3 * len(crops)), squeeze=False, layout="constrained")
-    overlay = None
+    fig = Figure(figsize=(10, 3.1 * len(crops) + 1.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(crops), 3, squeeze=False)
+    colours = ScalarMappable(Normalize(OVERLAY_THRESHOLD, 1.0), OVERLAY_CMAP)
     for row, (phase, (image, mask, cam, spacing)) in enumerate(crops.items()):
         sx, sy, sz = (float(v) for v in spacing)
         zc, yc, xc = (n // 2 for n in image.shape)
         # LPS: axial rows run anterior -> posterior (top to bottom); coronal/sagittal put superior (+z) on top.
-        views = (("axial", np.s_[zc, :, :], sy / sx, "upper"),
-                 ("coronal", np.s_[:, yc, :], sz / sx, "lower"),
-                 ("sagittal", np.s_[:, :, xc], sz / sy, "lower"))
-        for col, (name, sl, aspect, origin) in enumerate(views):
+        views = (("axial", np.s_[zc, :, :], sy / sx, "upper", sx),
+                 ("coronal", np.s_[:, yc, :], sz / sx, "lower", sx),
+                 ("sagittal", np.s_[:, :, xc], sz / sy, "lower", sy))
+        for col, (name, sl, aspect, origin, mm_per_px) in enumerate(views):
             ax = axes[row, col]
             ax.imshow(image[sl], cmap="gray", aspect=aspect, origin=origin)
-            overlay = ax.imshow(cam[sl], cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0, aspect=aspect, origin=origin)
+            ax.imshow(_overlay_rgba(cam[sl], colours), aspect=aspect, origin=origin, interpolation="nearest")
             if mask[sl].any() and not mask[sl].all():
-                ax.contour(mask[sl], levels=[0.5], colors="white", linewidths=0.8, origin=origin)
-            ax.set_title(f"{phase} {name}", fontsize=9)
+                ax.contour(mask[sl], levels=[0.5], colors=MASK_COLOUR, linewidths=1.2, origin=origin)
+            height, width = image[sl].shape
+            _label_view(ax, name, width, height, mm_per_px, origin)
+            ax.set_title(f"{phase} {name}", fontsize=10)
             ax.set_axis_off()
-    fig.colorbar(overlay, ax=axes, shrink=0.8, label="Grad-CAM (scaled to the maximum over phases)")
-    fig.suptitle(title, fontsize=10)
+    fig.colorbar(colours, ax=axes, shrink=0.8,
+                 label=f"Grad-CAM, scaled to the maximum over phases (shown from {OVERLAY_THRESHOLD:g})")
+    fig.suptitle(title, fontsize=10.5)
+    lines = [wrapped for text in f"Blue outline: tumour mask. {footer}".splitlines()
+             for wrapped in textwrap.wrap(text, 150)]
+    fig.supxlabel("\n".join(lines), fontsize=8.5, color="#333333")
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+        fig.savefig(tmp, dpi=110, format="png")

@@ -45,6 +45,9 @@ def test_bundle_records_preprocessing_config_and_cohort_counts_but_no_patient_id
     summary = meta["training_cohort"]
     assert summary["n_patients"] == len(train_ids)
     assert summary["label_counts"] == {f"M{c}": int(expected.get(c, 0)) for c in range(3)}
+    assert summary["synthetic"] is True and summary["description"].startswith(
+        f"SYNTHETIC cohort of {len(train_ids)} patients (M0 "), summary["description"]
+    assert "not a medical device" in meta["notice"]
 
     for path in case.bundle.iterdir():
         blob = path.read_bytes()

@@ -6,7 +6,7 @@ import os
 import stat
 
 from cmdnet.product.bundle import write_bundle
-from tests.test_predict import METHOD, ROI_CFG, build_product_case
+from tests.product.test_predict import METHOD, ROI_CFG, build_product_case
 
 
 def test_bundle_directory_and_files_follow_the_umask(tmp_path_factory, tmp_path):

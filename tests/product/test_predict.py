@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from cmdnet.data.folds import Partitions
 from cmdnet.product.bundle import load_bundle, write_bundle
-from cmdnet.product.predict import PhaseInput, predict_case, predict_cohort
+from cmdnet.product.predict import PhaseInput, predict_case, predict_cohort, about, write_record
 
 PHASES = ["PRE", "HBP"]
 METHOD = "s_pre_hbp"
@@ -67,6 +67,7 @@ def build_product_case(root: Path) -> ProductCase:
         return _CACHE["case"]
     from cmdnet import stages
     from cmdnet.config import deep_merge, default_config
+    from cmdnet.data.cohort import cohort_sources
     from cmdnet.data.folds import make_partitions
     from cmdnet.data.synth import SynthParams, write_cohort
     from cmdnet.labels import outcome
@@ -79,13 +80,15 @@ def build_product_case(root: Path) -> ProductCase:
     ids = [f"SYN{i:03d}" for i in range(1, 10)]
     nifti, roi_dir = root / "nifti", root / "roi"
     roi_files = []
+    sources = cohort_sources(sheet, COHORT_CFG, PHASES)
     for pid in ids:
         images = [str(nifti / pid / f"{p}.nii.gz") for p in PHASES]
         outs = [str(roi_dir / pid / f"{p}.npz") for p in PHASES]
-        stages.dicom_to_nifti(sheet=sheet, cohort=COHORT_CFG, patient=pid, phases=PHASES, out_images=images,
+        series = sources[pid].series(PHASES)
+        stages.dicom_to_nifti(patient=pid, series=series, phases=PHASES, out_images=images,
                               out_sidecars=[i.replace(".nii.gz", ".json") for i in images])
-        stages.extract_roi(sheet=sheet, cohort=COHORT_CFG, roi=ROI_CFG, patient=pid, phases=PHASES,
-                           patch_phase=None, seed=0, images=images, out_rois=outs)
+        stages.extract_roi(patient=pid, series=series, masks={"mask_label": None, "mask_components": None},
+                           roi=ROI_CFG, phases=PHASES, patch_phase=None, seed=0, images=images, out_rois=outs)
         roi_files += outs
     stages.assemble_dataset(rois=roi_files, patients=ids, phases=PHASES, patches_of=None,
                             out_dataset=root / "mvi.npz", out_manifest=root / "mvi_manifest.parquet")
@@ -106,7 +109,7 @@ def build_product_case(root: Path) -> ProductCase:
         (cohort / name).unlink()
     bundle = root / "models" / METHOD
     write_bundle(bundle, [models[0]], method=METHOD, roi_cfg=ROI_CFG, labels=labels,
-                 config_sections={"model": MODEL_CFG, "training": TRAIN_CFG})
+                 config_sections={"model": MODEL_CFG, "training": TRAIN_CFG}, synthetic=True)
     ensemble = root / "models" / "ensemble"
     write_bundle(ensemble, [models[0], models[1]], method=METHOD, roi_cfg=ROI_CFG, labels=labels)
     _CACHE["case"] = ProductCase(root, cohort, sheet, nifti, labels, folds, models,
@@ -139,7 +142,7 @@ def test_bundle_prediction_from_dicom_equals_the_out_of_fold_prediction(case):
         np.testing.assert_allclose(got, _oof_probs(case, pid), atol=1e-5,
                                    err_msg=f"{pid}: bundle prediction differs from the OOF prediction")
         assert record["p_mvi"] == pytest.approx(got[1] + got[2], abs=1e-12)
-        assert record["predicted_grade"] == ("M0", "M1", "M2")[int(np.argmax(got))]
+        assert record["predicted_class"] == ("M0", "M1", "M2")[int(np.argmax(got))]
         assert record["n_members"] == 1
     # The comparison can fail: the same model with another crop margin predicts measurably differently.
     other = write_bundle(case.root / "models" / "margin12", [case.models[0]], method=METHOD,
@@ -173,14 +176,14 @@ def test_cli_prints_json_and_writes_csv_without_any_clinical_file(case, tmp_path
     out = tmp_path / "pred.csv"
     result = _cli("predict", "--bundle", str(case.bundle), "--pre", str(inputs["PRE"].dicom_dir),
                   "--hbp", str(inputs["HBP"].dicom_dir), "--pre-mask", str(inputs["PRE"].mask),
-                  "--hbp-mask", str(inputs["HBP"].mask), "--out", str(out))
+                  "--hbp-mask", str(inputs["HBP"].mask), "--out", str(out), "--digits", "6")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     np.testing.assert_allclose([record["prob_M0"], record["prob_M1"], record["prob_M2"]], _oof_probs(case, pid),
                                atol=1e-5)
     assert record["patient_id"] == "patient" and record["n_members"] == 1
     table = pd.read_csv(out)
-    assert len(table) == 1 and table.loc[0, "predicted_grade"] == record["predicted_grade"]
+    assert len(table) == 1 and table.loc[0, "predicted_class"] == record["predicted_class"]
 
 
 def test_cli_refuses_a_bad_dicom_directory_with_one_clear_line(case, tmp_path):
@@ -231,6 +234,44 @@ def test_batch_mode_one_row_per_patient_refused_patient_gets_an_error(case, tmp_
     assert len(written) == len(sheet) and (written["error"] != "").sum() == 1
 
 
+def test_cli_output_carries_the_notice_and_says_the_training_cohort_was_synthetic(case, tmp_path):
+    pid = case.test_ids(0)[0]
+    inputs = case.inputs(pid)
+    out = tmp_path / "pred.json"
+    result = _cli("predict", "--bundle", str(case.bundle), "--pre", str(inputs["PRE"].dicom_dir),
+                  "--hbp", str(inputs["HBP"].dicom_dir), "--pre-mask", str(inputs["PRE"].mask),
+                  "--hbp-mask", str(inputs["HBP"].mask), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for where, record in (("stdout", json.loads(result.stdout)), (str(out), json.loads(out.read_text()))):
+        assert "not a medical device" in record["notice"], f"{where}: no research-use notice"
+        assert record["training_cohort"].startswith("SYNTHETIC cohort of"), f"{where}: {record['training_cohort']}"
+        assert "p_mvi = prob_M1 + prob_M2" in record["interpretation"], where
+        assert "predicted_grade" not in record and record["predicted_class"] in ("M0", "M1", "M2"), where
+        probs = [record[f"prob_M{c}"] for c in range(3)]
+        assert all(p == round(p, 3) for p in probs), f"{where}: probabilities not rounded to 3 decimals: {probs}"
+    assert "not a medical device" in result.stderr and "SYNTHETIC" in result.stderr, "no notice for the terminal"
+
+
+def test_batch_outputs_carry_the_notice_and_no_grade_column(case, tmp_path):
+    table = predict_cohort(load_bundle(case.bundle), case.sheet)
+    assert "predicted_class" in table.columns and "predicted_grade" not in table.columns
+    bundle = load_bundle(case.bundle)
+    header = about(bundle)
+    write_record(table, tmp_path / "t.csv", header=header, digits=3)
+    write_record(table, tmp_path / "t.json", header=header, digits=3)
+    csv = pd.read_csv(tmp_path / "t.csv", keep_default_na=False)
+    assert (csv["notice"] == bundle.notice).all() and csv["training_cohort"].str.startswith("SYNTHETIC").all()
+    page = json.loads((tmp_path / "t.json").read_text())
+    assert page["notice"] == bundle.notice and len(page["patients"]) == len(table)
+    assert "predicted_grade" not in page["patients"][0]
+
+
+def test_a_bundle_that_does_not_record_its_cohort_says_so(case):
+    meta = json.loads((case.ensemble / "bundle.json").read_text())
+    assert meta["training_cohort"]["synthetic"] is None
+    assert "does not record whether it was synthetic" in load_bundle(case.ensemble).training_cohort
+
+
 def _physical_points(image: sitk.Image) -> np.ndarray:
     """LPS coordinates `(Z, Y, X, 3)` of every voxel centre."""
     size = image.GetSize()
@@ -267,3 +308,10 @@ def test_saliency_maps_lie_on_the_converted_grid_inside_the_crop_and_a_png_is_wr
     png = Path(record["saliency"]["png"])
     assert png.name == f"{pid}_gradcam.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5000
+
+
+def test_saliency_scale_bar_is_a_round_length_within_a_third_of_the_view():
+    from cmdnet.product.saliency import scale_bar_mm
+
+    assert scale_bar_mm(60.0) == 20.0 and scale_bar_mm(31.0) == 10.0 and scale_bar_mm(200.0) == 50.0
+    assert scale_bar_mm(2.0) == 1.0  # never zero, even for a tiny crop

@@ -17,6 +17,7 @@ import pytest
 
 from cmdnet import stages
 from cmdnet.config import deep_merge, default_config
+from cmdnet.data.cohort import cohort_sources
 from cmdnet.data.folds import make_partitions
 from cmdnet.mvi.settings import job_settings
 from cmdnet.evaluation.stats.metrics import macro_ovo_auc
@@ -50,13 +51,15 @@ def prepare_cohort(root: Path) -> tuple[Path, Path, Path]:
     sheet = cohort / "cohort.csv"
     ids = patient_ids(N_PATIENTS)
     roi_files = []
+    sources = cohort_sources(sheet, COHORT_CFG, PHASES)
     for pid in ids:
         images = [str(root / "nifti" / pid / f"{p}.nii.gz") for p in PHASES]
         outs = [str(root / "roi" / pid / f"{p}.npz") for p in PHASES]
-        stages.dicom_to_nifti(sheet=sheet, cohort=COHORT_CFG, patient=pid, phases=PHASES, out_images=images,
+        series = sources[pid].series(PHASES)
+        stages.dicom_to_nifti(patient=pid, series=series, phases=PHASES, out_images=images,
                               out_sidecars=[i.replace(".nii.gz", ".json") for i in images])
-        stages.extract_roi(sheet=sheet, cohort=COHORT_CFG, roi=ROI_CFG, patient=pid, phases=PHASES,
-                           patch_phase=None, seed=0, images=images, out_rois=outs)
+        stages.extract_roi(patient=pid, series=series, masks={"mask_label": None, "mask_components": None},
+                           roi=ROI_CFG, phases=PHASES, patch_phase=None, seed=0, images=images, out_rois=outs)
         roi_files += outs
     stages.assemble_dataset(rois=roi_files, patients=ids, phases=PHASES, patches_of=None,
                             out_dataset=root / "mvi.npz", out_manifest=root / "mvi_manifest.parquet")
