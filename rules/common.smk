@@ -15,7 +15,6 @@ from cmdnet.data.cohort import cohort_sources
 from cmdnet.data.synth.cohort import cohort_layout, synthetic_sources
 from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
 from cmdnet.data.validate import check_cohort_once
-from cmdnet.evaluation.run_description import config_digest
 from cmdnet.errors import CmdnetError
 from cmdnet.mvi.methods import METHODS, TEACHERS, method_spec, spec as mvi_spec, teachers_needed
 from cmdnet.mvi.objective import check_objectives

@@ -87,9 +87,8 @@ rule describe_run:
         description=report("results/run_description.html", category="About this run",
                            caption="../report/run_description.rst"),
     params:
-        config=config,
+        config=config,  # any configuration change rewrites the description
         repo=workflow.basedir,
-        config_digest=config_digest(config),  # any configuration change rewrites the description
     log:
         "results/logs/describe_run.log",
     conda:
