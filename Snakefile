@@ -34,7 +34,7 @@ onerror:
 
 rule all:
     input:
-        [files for outputs in (mvi_table_outputs(), grade_table_outputs()) for files in outputs.values()],
+        [files for outputs in (mvi_table_outputs(False), grade_table_outputs(False)) for files in outputs.values()],
         "results/mvi/summary.csv",
         "results/grade/metrics_per_fold.csv",
         FINAL_BUNDLE,

@@ -126,14 +126,16 @@ def print_job_errors(since):
             print(f"  {message}  [{log}]", file=sys.stderr)
 
 
-def table_files(stem, subcategory):
-    """Every format a table is written in; the HTML page is the one the report shows (the others download)."""
-    return [report(f"results/tables/{stem}.html", category="Tables", subcategory=subcategory,
-                   caption=f"../report/{stem}.rst"),
-            *multiext(f"results/tables/{stem}", ".md", ".csv", ".tex")]
+def table_files(stem, subcategory=None):
+    """Every format a table is written in. As a rule's output (with its report `subcategory`), the HTML page is the
+    one the report shows (the others download); the caption lies in report/<stem>.rst."""
+    html = f"results/tables/{stem}.html"
+    if subcategory is not None:
+        html = report(html, category="Tables", subcategory=subcategory, caption=f"../report/{stem}.rst")
+    return [html, *multiext(f"results/tables/{stem}", ".md", ".csv", ".tex")]
 
 
-def mvi_table_outputs():
+def mvi_table_outputs(for_report=True):
     """The MVI tables the configured methods give rows to (Table 1 needs the reference method in it)."""
     reference = config["mvi"]["reference_method"]
     stems = {"binary": "table_mvi_binary"}
@@ -141,15 +143,16 @@ def mvi_table_outputs():
         stems["table1"] = "table1_mvi"
     if any("table2" in METHODS[m].tables for m in MVI_METHODS):
         stems["table2"] = "table2_mvi_ablation"
-    return {key: table_files(stem, "MVI (CMD-Net)") for key, stem in stems.items()}
+    return {key: table_files(stem, "MVI (CMD-Net)" if for_report else None) for key, stem in stems.items()}
 
 
-def grade_table_outputs():
+def grade_table_outputs(for_report=True):
     """The grading tables that the configured grade.methods give rows to."""
     methods = set(config["grade"]["methods"])
-    return {key: table_files(stem, "Grade (local/non-local fusion)") for key, stem, rows in [
-        ("table1", "table1_grade", {"local", "nonlocal", "cifa"}),
-        ("table2", "table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})] if methods & rows}
+    return {key: table_files(stem, "Grade (local/non-local fusion)" if for_report else None)
+            for key, stem, rows in [("table1", "table1_grade", {"local", "nonlocal", "cifa"}),
+                                    ("table2", "table2_grade_fusion",
+                                     {"concat", "dcca", "common", "individual", "cifa"})] if methods & rows}
 
 
 def mvi_figure(name):
@@ -166,7 +169,7 @@ def grade_figures():
 
 def results_of_this_run(wildcards):
     """Every table and the model bundle: what the run description describes."""
-    return [f for outputs in (mvi_table_outputs(), grade_table_outputs()) for files in outputs.values()
+    return [f for outputs in (mvi_table_outputs(False), grade_table_outputs(False)) for files in outputs.values()
             for f in files] + [FINAL_BUNDLE]
 
 
