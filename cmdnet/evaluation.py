@@ -1,4 +1,7 @@
-"""Evaluation of both experiments: per-fold metrics, statistical tests, the four tables and the figures."""
+"""Evaluation of the MVI experiment: per-fold metrics, statistical tests, tables and figures.
+
+The grading experiment's evaluation is `cmdnet.grading.evaluate.grade_evaluation`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from . import figures, tables
 from .atomic import atomic_path
 from .methods import METHODS, method as method_spec
 from .stats.bootstrap import bootstrap_ci
-from .stats.metrics import binary_metrics, macro_ovo_auc, mvi_metrics, per_fold_metrics, prob_columns
+from .stats.metrics import macro_ovo_auc, mvi_metrics, per_fold_metrics, prob_columns
 from .stats.tests import pairwise_class_delong
 
 MVI_CLASSES = ("M0", "M1", "M2")
@@ -112,50 +115,3 @@ def mvi_figures(method_predictions: Mapping[str, str | Path], histories: Mapping
         out[f"curves_{name}"] = figures.training_curves_figure(path, out_dir / f"training_curves_{name}.png",
                                                                title=f"Training curves: {name}")
     return out
-
-
-GRADE_TABLE1 = [("2d", "local"), ("2d", "nonlocal"), ("2d", "cifa"), ("3d", "local"), ("3d", "nonlocal"),
-                ("3d", "cifa")]
-GRADE_TABLE2 = [(d, m) for d in ("2d", "3d") for m in ("concat", "dcca", "common", "individual", "cifa")]
-
-
-def _grade_predictions(paths: list[str | Path]) -> pd.DataFrame:
-    pred = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return pred.assign(prob_0=1.0 - pred["prob_high"], prob_1=pred["prob_high"])
-
-
-def grade_evaluation(prediction_paths: list[str | Path], spectra_path: str | Path | None, *, out_tables: Path,
-                     out_dir: Path, out_figures: Path) -> dict[str, Path]:
-    """Tables 1 and 2 of the grading paper, per-fold metrics, ROC curves and CIFA spectra."""
-    import json
-
-    pred = _grade_predictions(prediction_paths)
-    keys = sorted({(d, m) for d, m in zip(pred["dim"], pred["method"])})
-    per_fold = {key: per_fold_metrics(pred[(pred["dim"] == key[0]) & (pred["method"] == key[1])],
-                                      binary_metrics, ("repeat", "fold")) for key in keys}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {"per_fold": out_dir / "metrics_per_fold.csv"}
-    _write_csv(pd.concat([f.assign(dim=d, method=m) for (d, m), f in per_fold.items()], ignore_index=True),
-               written["per_fold"])
-    for number, rows, names, stem in [(1, GRADE_TABLE1, tables.GRADING_TABLE1_ROWS, "table1_grade"),
-                                      (2, GRADE_TABLE2, tables.GRADING_TABLE2_ROWS, "table2_grade_fusion")]:
-        present = [(key, name) for key, name in zip(rows, names) if key in per_fold]
-        if not present:
-            continue
-        builder = tables.grading_table1 if number == 1 else tables.grading_table2
-        spec = builder({f"{d}_{m}": per_fold[(d, m)] for (d, m), _ in present},
-                       display_names={f"{d}_{m}": name for (d, m), name in present})
-        written.update({f"table{number}_{k}": v for k, v in spec.write(out_tables / stem).items()})
-
-    first_repeat = pred[pred["repeat"] == pred["repeat"].min()]
-    roc = {f"{d.upper()} {m}": first_repeat[(first_repeat["dim"] == d) & (first_repeat["method"] == m)]
-           for d, m in keys}
-    written["roc"] = figures.roc_binary_figure(roc, out_figures / "roc_grade.png")
-    spectra = json.loads(Path(spectra_path).read_text()) if spectra_path else {}
-    bars = {f"{dim.upper()} {part} ({branch})": np.asarray(s[f"sv_{part}_{i}"], dtype=float)
-            for dim, s in spectra.items() for part in ("common", "individual")
-            for i, branch in ((1, "local"), (2, "non-local"))}
-    if bars:
-        written["spectra"] = figures.cifa_spectra_figure(bars, out_figures / "cifa_spectra.png",
-                                                         title="Common vs individual components (one fold)")
-    return written

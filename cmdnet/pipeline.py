@@ -115,29 +115,10 @@ def _json_default(o):
 
 
 def grade_fold_stage(dataset: str | Path, labels: str | Path, folds: str | Path, grade_cfg: dict, seed: int,
-                     repeat: int, fold: int, out_predictions: str | Path, out_spectra: str | Path) -> pd.DataFrame:
-    """Train every configured patch model of one repeat and fold; write patient-level test predictions."""
-    from .folds import fold_split
-    from .grading.train import GradeTrainConfig, cifa_spectra, train_fold
-    from .roi import load_dataset
+                     repeat: int, fold: int, out_predictions: str | Path, out_diagnostics: str | Path,
+                     checkpoint: str | Path | None = None) -> pd.DataFrame:
+    """Train every configured patch model of one repeat and fold: `cmdnet.grading.job.grade_fold_job`."""
+    from .grading.job import grade_fold_job
 
-    data = load_dataset(dataset)
-    table = pd.read_parquet(labels).dropna(subset=["grade"])
-    grade = {str(p): int(g) for p, g in zip(table["patient_id"], table["grade"])}
-    train_ids, test_ids = fold_split(pd.read_parquet(folds), fold, repeat=repeat)
-    methods = [(m, d) for d in grade_cfg["dims"] for m in grade_cfg["methods"]]
-    config = GradeTrainConfig(**grade_cfg["training"], seed=seed + 1000 * repeat + fold)
-    models: dict = {}
-    predictions = train_fold(data["patches"], data["patch_patient"], grade, train_ids, test_ids, methods, config,
-                             progress=lambda line: print(f"[grade repeat {repeat} fold {fold}] {line}", flush=True),
-                             keep_models=models)
-    predictions.insert(0, "repeat", repeat)
-    predictions.insert(1, "fold", fold)
-    spectra = {}
-    for (method, dim), model in models.items():
-        if method == "cifa":
-            test_rows = np.isin(np.asarray(data["patch_patient"]).astype(str), test_ids)
-            spectra[dim] = cifa_spectra(model, data["patches"][test_rows], slices_2d=config.slices_2d)
-    write_parquet(predictions, out_predictions)
-    write_json(spectra, out_spectra)
-    return predictions
+    return grade_fold_job(dataset, labels, folds, grade_cfg, seed, repeat, fold, out_predictions, out_diagnostics,
+                          checkpoint_path=checkpoint)

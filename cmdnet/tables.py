@@ -9,7 +9,8 @@ either
 The CSV keeps the raw numbers (the frame as given) for reuse; Markdown and LaTeX show the formatted cells.
 
 Builders turn per-fold metric frames (from `cmdnet.stats.per_fold_metrics`) into `TableSpec`s:
-`mvi_table1`, `mvi_table2`, `grading_table` (Tables 1 and 2 of the grading paper have the same form).
+`mvi_table1`, `mvi_table2`, `grading_table` (a plain form of the grading paper's tables; the workflow's
+grading tables, with their statistics, are built by `cmdnet.grading.evaluate`).
 """
 
 from __future__ import annotations
@@ -30,15 +31,6 @@ from .stats.tests import paired_t_over_folds
 PM = "±"
 RIGHTARROW = "→"
 SD_NOTE = "mean ± SD over test folds (sample SD, ddof = 1), in %"
-
-# Row names of the grading paper's tables (display names).
-GRADING_TABLE1_ROWS = ("2D local", "2D non-local", "2D local and non-local fusion",
-                       "3D local", "3D non-local", "3D local and non-local fusion")
-GRADING_TABLE2_ROWS = ("2D direct concatenation", "2D deep correlation model", "2D common feature",
-                       "2D individual feature", "2D common and individual feature analysis",
-                       "3D direct concatenation", "3D deep correlation model", "3D common feature",
-                       "3D individual feature", "3D common and individual feature analysis")
-
 
 @dataclass
 class TableSpec:
@@ -295,8 +287,8 @@ def grading_table(per_fold: Mapping[str, pd.DataFrame], *, title: str,
 
     `per_fold[method]`: per-fold metrics (`repeat`, `fold`, `accuracy`, `sensitivity`, `specificity`,
     `auc`), e.g. `per_fold_metrics(pred, binary_metrics, ("repeat", "fold"))`. Mean ± SD are over all
-    repeat × fold test folds (40 for 4-fold × 10 repeats). Rows follow `per_fold` order; use
-    `GRADING_TABLE1_ROWS` / `GRADING_TABLE2_ROWS` as display names to match the paper.
+    repeat × fold test folds (40 for 4-fold × 10 repeats). Rows follow `per_fold` order; the paper's row
+    names are `cmdnet.grading.methods.GradeMethod.display`.
     """
     names = dict(display_names or {})
     rows = [{"method": method, "Method": names.get(method, method), **_mean_sd_columns(folds, GRADING_METRICS)}
@@ -307,18 +299,3 @@ def grading_table(per_fold: Mapping[str, pd.DataFrame], *, title: str,
                 "Bold: best mean.")
     return TableSpec(pd.DataFrame(rows), title, ["Method", *GRADING_METRICS],
                      {k: "max" for k in GRADING_METRICS}, footnote)
-
-
-def grading_table1(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None
-                   ) -> TableSpec:
-    return grading_table(per_fold, display_names=display_names,
-                         title="Performance comparison of local, non-local and local and non-local fusion of "
-                               "deep features in 2D and 3D (arterial phase, %).")
-
-
-def grading_table2(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None
-                   ) -> TableSpec:
-    return grading_table(per_fold, display_names=display_names,
-                         title="Performance comparison of local and non-local deep feature fusion in 2D and 3D "
-                               "by direct concatenation, deep correlation model and common and individual "
-                               "feature analysis (%).")

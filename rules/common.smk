@@ -7,6 +7,8 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import min_version, validate
 
+from cmdnet.grading.methods import figures_given as grade_figures_given, grade_method
+from cmdnet.grading.methods import tables_given as grade_tables_given
 from cmdnet.methods import METHODS, TEACHERS, teachers_needed, method as method_spec
 from cmdnet.synth.params import patient_ids as synthetic_patient_ids
 
@@ -59,6 +61,8 @@ for _name, _override in (config["mvi"].get("overrides") or {}).items():
             raise WorkflowError(f"config mvi.overrides.{_name}: unknown key {_section!r}")
         for _key in sorted(set(_values or {}) - set(config["mvi"][_section])):
             raise WorkflowError(f"config mvi.overrides.{_name}: unknown key '{_section}.{_key}'")
+for _name in config["grade"]["methods"]:
+    grade_method(_name)  # unknown names fail here, with the known names listed
 MVI_FOLDS = list(range(config["folds"]["mvi_k"]))
 GRADE_REPEATS = list(range(config["folds"]["grade_repeats"]))
 GRADE_FOLDS = list(range(config["folds"]["grade_k"]))
@@ -87,18 +91,14 @@ def mvi_tables():
 
 
 def grade_tables():
-    """The grading tables that the configured grade.methods give rows to."""
-    methods = set(config["grade"]["methods"])
-    tables = [table for table, rows in [("table1_grade", {"local", "nonlocal", "cifa"}),
-                                        ("table2_grade_fusion", {"concat", "dcca", "common", "individual", "cifa"})]
-              if methods & rows]
-    return expand("results/tables/{table}.{ext}", table=tables, ext=["md", "csv", "tex"])
+    """The grading tables that the configured grade.methods give rows to (cmdnet.grading.methods)."""
+    stems = [table.stem for table in grade_tables_given(config["grade"]["methods"])]
+    return expand("results/tables/{table}.{ext}", table=stems, ext=["md", "csv", "tex"])
 
 
 def grade_figures():
-    """ROC curves always; the common/individual spectra when CIFA is configured."""
-    names = ["roc_grade"] + (["cifa_spectra"] if "cifa" in config["grade"]["methods"] else [])
-    return expand("results/figures/grade/{figure}.png", figure=names)
+    """ROC curves always; the common/individual spectra when CIFA is configured (cmdnet.grading.methods)."""
+    return expand("results/figures/grade/{figure}.png", figure=grade_figures_given(config["grade"]["methods"]))
 
 
 def teacher_of(wildcards):

@@ -12,4 +12,4 @@ torch.set_num_threads(snakemake.threads)
 w = snakemake.wildcards
 grade_fold_stage(snakemake.input.dataset, snakemake.input.labels, snakemake.input.folds, snakemake.params.grade,
                  snakemake.params.seed, int(w.repeat), int(w.fold), snakemake.output.predictions,
-                 snakemake.output.spectra)
+                 snakemake.output.diagnostics, checkpoint=snakemake.params.checkpoint)

@@ -4,17 +4,27 @@
 dim)` assembles one; `run_fold` trains every configured (method, dim) on one cross-validation fold and returns
 patient-level predictions and diagnostics; `job.grade_fold_job` is the workflow's (repeat, fold) job and
 `evaluate.grade_evaluation` its tables, statistics and figures.
+
+Names are imported lazily, so that reading the registry (the workflow does, at parse time) imports no torch.
 """
 
-from cmdnet.grading.dcca import dcca_loss
-from cmdnet.grading.fusion import CIFAAnalysis, CIFAHead, ConcatHead, DCCAHead, SingleHead
-from cmdnet.grading.methods import GRADE_METHODS, GRADE_TABLES, REFERENCE, GradeMethod, grade_method
-from cmdnet.grading.networks import GradeModel, GradeOutput, build_grade_model
-from cmdnet.grading.nonlocal_block import NonLocalBlock
-from cmdnet.grading.train import FoldResult, GradeTrainConfig, cifa_spectra, run_fold, train_fold
+from importlib import import_module
 
-__all__ = [
-    "CIFAAnalysis", "CIFAHead", "ConcatHead", "DCCAHead", "FoldResult", "GRADE_METHODS", "GRADE_TABLES",
-    "GradeMethod", "GradeModel", "GradeOutput", "GradeTrainConfig", "NonLocalBlock", "REFERENCE", "SingleHead",
-    "build_grade_model", "cifa_spectra", "dcca_loss", "grade_method", "run_fold", "train_fold",
-]
+_WHERE = {
+    "dcca_loss": "dcca",
+    "CIFAAnalysis": "fusion", "CIFAHead": "fusion", "ConcatHead": "fusion", "DCCAHead": "fusion",
+    "SingleHead": "fusion",
+    "GRADE_METHODS": "methods", "GRADE_TABLES": "methods", "REFERENCE": "methods", "GradeMethod": "methods",
+    "grade_method": "methods",
+    "GradeModel": "networks", "GradeOutput": "networks", "build_grade_model": "networks",
+    "NonLocalBlock": "nonlocal_block",
+    "FoldResult": "train", "GradeTrainConfig": "train", "cifa_spectra": "train", "run_fold": "train",
+    "train_fold": "train",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cmdnet.grading' has no attribute {name!r}")
+    return getattr(import_module(f"cmdnet.grading.{_WHERE[name]}"), name)

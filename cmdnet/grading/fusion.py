@@ -39,7 +39,7 @@ class ConcatHead(nn.Module):
     head).
     """
 
-    def __init__(self, i1: int, i2: int, n_classes: int = 2, analysis: "CIFAAnalysis | None" = None):
+    def __init__(self, i1: int, i2: int, n_classes: int = 2, analysis: CIFAAnalysis | None = None):
         super().__init__()
         self.fc = nn.Linear(i1 + i2, n_classes)
         self.analysis = analysis

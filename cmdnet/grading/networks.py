@@ -31,7 +31,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cmdnet.grading.fusion import CIFAAnalysis, CIFAHead, ConcatHead, DCCAHead, SingleHead
+from cmdnet.grading.fusion import (
+    CIFAAnalysis,
+    CIFAHead,
+    ConcatHead,
+    DCCAHead,
+    SingleHead,
+)
 from cmdnet.grading.methods import GRADE_METHODS, grade_method
 from cmdnet.grading.nonlocal_block import NonLocalBlock
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -108,7 +109,7 @@ class GradeTrainConfig:
                              f"{self.patches_per_patient}")
 
     @classmethod
-    def from_dict(cls, d: dict, **overrides) -> "GradeTrainConfig":
+    def from_dict(cls, d: dict, **overrides) -> GradeTrainConfig:
         """From a `grade.training` config section (lists become tuples); unknown keys are named."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
@@ -144,6 +145,10 @@ def training_device(name: str, progress: Callable[[str], object] = print) -> tor
     why = "as configured" if name != "auto" else (
         "auto: CUDA is available" if device.type == "cuda" else "auto: torch sees no CUDA device")
     progress(f"training device: {device} ({why})")
+    claimed = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if device.type == "cpu" and claimed not in ("", "-1"):
+        progress(f"WARNING: this job holds GPU slot CUDA_VISIBLE_DEVICES={claimed}, but trains on the CPU "
+                 f"(grade.training.device {name!r}{'' if name == 'cpu' else ', torch sees no CUDA device'})")
     return device
 
 
@@ -490,7 +495,8 @@ def run_fold(patches: np.ndarray, patch_patient: np.ndarray, labels: dict[str, i
 
     patches: (N, 16, 16, 16) float32 in (z, y, x) order; patch_patient: (N,) patient id of each patch;
     labels: patient -> 0 (low) / 1 (high). A patient's prob_high is the mean over its samples of P(high).
-    `checkpoint_path`: resume from / save to this file (keyed to the data, split, methods and config).
+    `device`: None resolves `config.device` (`training_device`). `checkpoint_path`: resume from / save to this
+    file (keyed to the data, split, methods and config).
     `stop_after=(method, dim, step)`: raise InterruptedError right after that model's checkpoint at that
     step, as a kill would (used to test resumption).
     """
@@ -498,9 +504,10 @@ def run_fold(patches: np.ndarray, patch_patient: np.ndarray, labels: dict[str, i
     patch_patient = np.asarray(patch_patient).astype(str)
     train_ids, test_ids = [str(p) for p in train_ids], [str(p) for p in test_ids]
     _check_inputs(patches, patch_patient, labels, train_ids, test_ids, methods)
-    device = torch.device("cpu") if device is None else device
+    device = training_device(config.device, progress) if device is None else device
     check_precision(config.precision, device)
-    key = fingerprint(patches, patch_patient, sorted(labels.items()), train_ids, test_ids, methods, asdict(config))
+    numbers = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "log_every")}
+    key = fingerprint(patches, patch_patient, sorted(labels.items()), train_ids, test_ids, methods, numbers)
     ckpt = _Checkpoint(checkpoint_path, key, progress)
     is_train, is_test = np.isin(patch_patient, train_ids), np.isin(patch_patient, test_ids)
     results: dict[tuple[str, str], dict] = {}
@@ -550,7 +557,7 @@ def _train_and_predict(method, dim, x_train, y_train, train_patient, x_test, tes
         if isinstance(model.head, CIFAHead):
             info["spectra"] = cifa_spectra(model, test_patches, config.slices_2d, config.eval_batch_size)
         if isinstance(model.head, DCCAHead):
-            info["dcca"] = {"batch_patients": int(len(np.unique(train_patient))), "dcca_dim": config.dcca_dim,
+            info["dcca"] = {"batch_patients": len(np.unique(train_patient)), "dcca_dim": config.dcca_dim,
                             **({"after_pretraining": extra["after_pretraining"]} if extra else {}),
                             "final": dcca_correlations(model, x_train, x_test, config.eval_batch_size)}
         per_patient = pd.Series(prob).groupby(test_patient).mean().reindex(test_ids).to_numpy()

@@ -7,7 +7,11 @@ import pytest
 import torch
 from scipy.linalg import fractional_matrix_power
 
-from cmdnet.grading.dcca import canonical_correlations, dcca_loss, heldout_canonical_correlations
+from cmdnet.grading.dcca import (
+    canonical_correlations,
+    dcca_loss,
+    heldout_canonical_correlations,
+)
 from cmdnet.grading.fusion import CIFAAnalysis, CIFAHead, ConcatHead, DCCAHead
 
 

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from cmdnet.errors import CohortError, InputError
-from cmdnet.grading import GRADE_METHODS, GradeTrainConfig, build_grade_model, cifa_spectra, run_fold, train_fold
+from cmdnet.grading import (
+    GRADE_METHODS,
+    GradeTrainConfig,
+    build_grade_model,
+    cifa_spectra,
+    run_fold,
+    train_fold,
+)
 from cmdnet.grading.train import patch_samples, subsample_patches, training_device
 
 PIDS = [f"P{i:02d}" for i in range(12)]
@@ -183,9 +190,10 @@ def test_a_killed_fold_resumes_to_the_same_models(tmp_path):
     assert any(line.startswith("ignoring checkpoint") for line in logs), logs
 
 
-def test_cuda_without_a_gpu_stops_before_training():
+def test_cuda_without_a_gpu_stops_before_training(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     logs: list[str] = []
     with pytest.raises(RuntimeError, match="'cuda' was asked for but torch sees no CUDA device"):
         training_device("cuda", logs.append)
@@ -223,3 +231,12 @@ def test_patch_subset_is_redrawn_per_seed_and_keeps_small_patients_whole():
     # a patient's draw does not depend on the other patients
     alone = subsample_patches(owner[:10], 4, seed=0)
     assert np.array_equal(alone, first[owner[first] == "A"])
+
+
+def test_a_claimed_gpu_slot_that_ends_on_the_cpu_is_said_loudly(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    logs: list[str] = []
+    assert training_device("auto", logs.append).type == "cpu"
+    assert logs[1].startswith("WARNING: this job holds GPU slot CUDA_VISIBLE_DEVICES=1, but trains on the CPU"), logs
