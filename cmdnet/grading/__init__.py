@@ -21,7 +21,11 @@ _WHERE = {
     "FoldResult": "train", "GradeTrainConfig": "train", "cifa_spectra": "train", "run_fold": "train",
     "train_fold": "train",
 }
-__all__ = sorted(_WHERE)
+__all__ = [
+    "CIFAAnalysis", "CIFAHead", "ConcatHead", "DCCAHead", "FoldResult", "GRADE_METHODS", "GRADE_TABLES",
+    "GradeMethod", "GradeModel", "GradeOutput", "GradeTrainConfig", "NonLocalBlock", "REFERENCE", "SingleHead",
+    "build_grade_model", "cifa_spectra", "dcca_loss", "grade_method", "run_fold", "train_fold",
+]
 
 
 def __getattr__(name: str):

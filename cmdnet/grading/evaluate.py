@@ -159,8 +159,9 @@ def grade_table(table: GradeTable, rows: list[tuple[str, str]], per_fold: dict, 
         "Positive class: high grade; prediction threshold 0.5 on P(high), fixed (not tuned).",
         "Added by cmdnet, not in the paper: the AUC column, the pooled AUC (per repeat, every patient's",
         f"out-of-fold prediction pooled, DeLong {100 * (1 - alpha):.0f}% CI; AUC and bounds averaged over repeats)",
-        f"and the p-values: corrected resampled t-test (Nadeau & Bengio 2003) of the per-fold AUC against {against},",
-        f"two-sided, over the shared test folds; Holm's correction across this table's {n_tests} comparisons.",
+        (f"and the p-values: corrected resampled t-test (Nadeau & Bengio 2003) of the per-fold AUC against {against},"
+         f" two-sided, over the shared test folds; Holm's correction across this table's {n_tests} comparisons."
+         if n_tests else f"and the p-value columns, empty here: {against} is not among the configured methods."),
         *notes])
     return TableSpec(frame, table.title, columns, {k: "max" for k in GRADE_METRICS}, footnote)
 

@@ -84,7 +84,7 @@ def test_job_writes_predictions_and_diagnostics_and_removes_its_checkpoint(run):
 
 
 def test_a_dcca_failure_keeps_the_jobs_other_models_and_the_tables_show_it(run):
-    root, outs, logs, written = run
+    root, outs, _, written = run
     broken = pd.read_parquet(outs[4 * BROKEN_JOB[0] + BROKEN_JOB[1]] / "predictions.parquet")
     dcca = broken["method"] == "dcca"
     assert broken.loc[dcca, "prob_high"].isna().all() and broken.loc[dcca, "error"].str.startswith("dcca/3d").all()
@@ -153,3 +153,21 @@ def test_cuda_request_without_a_gpu_stops_before_reading_any_data(tmp_path):
         grade_fold_job(tmp_path / "absent.npz", tmp_path / "absent.parquet", tmp_path / "absent.parquet", cfg, 0, 0, 0,
                        tmp_path / "p.parquet", tmp_path / "d.json", progress=lambda s: None)
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_tables_without_the_proposed_model_have_empty_p_values_and_say_why(run, tmp_path):
+    root, outs, _, _ = run
+    paths = []
+    for i, out in enumerate(outs):
+        frame = pd.read_parquet(out / "predictions.parquet")
+        frame = frame[frame["method"].isin(["local", "nonlocal"])]
+        paths.append(tmp_path / f"p{i}.parquet")
+        frame.to_parquet(paths[-1])
+    written = grade_evaluation(paths, [o / "diagnostics.json" for o in outs], manifest=root / "manifest.parquet",
+                               labels=root / "labels.parquet", out_tables=tmp_path / "tables",
+                               out_dir=tmp_path / "eval", out_figures=tmp_path / "figures", progress=lambda s: None)
+    assert {k for k in written if k.endswith("_csv")} == {"table1_csv"}, "only Table 1 has rows"
+    table1 = pd.read_csv(written["table1_csv"])
+    assert list(table1["Method"]) == ["3D local", "3D non-local"] and table1[P_RAW].isna().all()
+    assert "is not among the configured methods" in written["table1_md"].read_text()
+    assert "spectra" not in written
