@@ -22,9 +22,26 @@ _WHERE = {
     "train_fold": "train",
 }
 __all__ = [
-    "CIFAAnalysis", "CIFAHead", "ConcatHead", "DCCAHead", "FoldResult", "GRADE_METHODS", "GRADE_TABLES",
-    "GradeMethod", "GradeModel", "GradeOutput", "GradeTrainConfig", "NonLocalBlock", "REFERENCE", "SingleHead",
-    "build_grade_model", "cifa_spectra", "dcca_loss", "grade_method", "run_fold", "train_fold",
+    "GRADE_METHODS",
+    "GRADE_TABLES",
+    "REFERENCE",
+    "CIFAAnalysis",
+    "CIFAHead",
+    "ConcatHead",
+    "DCCAHead",
+    "FoldResult",
+    "GradeMethod",
+    "GradeModel",
+    "GradeOutput",
+    "GradeTrainConfig",
+    "NonLocalBlock",
+    "SingleHead",
+    "build_grade_model",
+    "cifa_spectra",
+    "dcca_loss",
+    "grade_method",
+    "run_fold",
+    "train_fold",
 ]
 
 
