@@ -329,44 +329,26 @@ def describe_run(*, labels: str, config: Mapping, repo: str, out_description: st
 
 
 def train_grade_fold(*, dataset: str, labels: str, folds: str, grade: Mapping, seed: int, repeat: int, fold: int,
-                     out_predictions: str, out_spectra: str, threads: int = 1) -> None:
-    """Train every configured patch model of one repeat and fold; write patient-level test predictions."""
-    _claim_gpu(grade["training"].get("device", "cpu"))
+                     checkpoint: str | None, out_predictions: str, out_diagnostics: str, threads: int = 1) -> None:
+    """Train every configured patch model of one repeat and fold; write patient-level test predictions and the
+    job's diagnostics (device, failures, patch counts, CIFA spectra, DCCA correlations)."""
+    _claim_gpu(grade["training"]["device"])
     _torch_threads(threads)
-    import numpy as np
-    import pandas as pd
+    from cmdnet.grade.job import grade_fold_job
 
-    from cmdnet.data.datasets import load_dataset
-    from cmdnet.data.folds import fold_split
-    from cmdnet.data.sheets import write_parquet
-    from cmdnet.grade.train import GradeTrainConfig, cifa_spectra, train_fold
-    from cmdnet.labels import outcome
-    from cmdnet.seeds import derive_seed
-
-    repeat, fold = int(repeat), int(fold)
-    data = load_dataset(dataset)
-    grade_of = outcome(labels, "grade").to_dict()
-    train_ids, test_ids = fold_split(pd.read_parquet(folds), fold, repeat=repeat)
-    methods = [(m, d) for d in grade["dims"] for m in grade["methods"]]
-    config = GradeTrainConfig(**grade["training"], seed=derive_seed(seed, "grade", repeat, fold))
-    models: dict = {}
-    predictions = train_fold(data["patches"], data["patch_patient"], grade_of, train_ids, test_ids, methods, config,
-                             progress=lambda line: print(f"[grade repeat {repeat} fold {fold}] {line}", flush=True),
-                             keep_models=models)
-    predictions.insert(0, "repeat", repeat)
-    predictions.insert(1, "fold", fold)
-    spectra = {}
-    for (method, dim), model in models.items():
-        if method == "cifa":
-            test_rows = np.isin(np.asarray(data["patch_patient"]).astype(str), test_ids)
-            spectra[dim] = cifa_spectra(model, data["patches"][test_rows], slices_2d=config.slices_2d)
-    write_parquet(predictions, out_predictions)
-    write_json(spectra, out_spectra)
+    grade_fold_job(dataset, labels, folds, dict(grade), seed, int(repeat), int(fold), out_predictions,
+                   out_diagnostics, checkpoint_path=checkpoint)
 
 
-def evaluate_grade(*, predictions: Sequence[str], spectra: str, out_per_fold: str, out_figures: Sequence[str],
-                   out_table1: Sequence[str] = (), out_table2: Sequence[str] = ()) -> None:
+def evaluate_grade(*, predictions: Sequence[str], diagnostics: Sequence[str], manifest: str, labels: str,
+                   out_per_fold: str, out_pooled_auc: str, out_dcca: str, out_patches: str,
+                   out_figures: Sequence[str], **out_tables: Sequence[str]) -> None:
+    """The grading paper's tables (`out_<table key>`, from the registry), statistics and figures."""
     from cmdnet.grade.evaluate import grade_evaluation
 
-    grade_evaluation(list(predictions), spectra, out_per_fold=out_per_fold, out_figures=out_figures,
-                     out_table1=out_table1, out_table2=out_table2)
+    tables = {key.removeprefix("out_"): paths for key, paths in out_tables.items() if key.startswith("out_")}
+    if len(tables) != len(out_tables):
+        raise TypeError(f"evaluate_grade: unexpected arguments {sorted(set(out_tables) - {f'out_{k}' for k in tables})}")
+    grade_evaluation(list(predictions), list(diagnostics), manifest=manifest, labels=labels, out_per_fold=out_per_fold,
+                     out_pooled_auc=out_pooled_auc, out_dcca=out_dcca, out_patches=out_patches, out_tables=tables,
+                     out_figures=out_figures)

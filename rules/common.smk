@@ -16,6 +16,8 @@ from cmdnet.data.synth.cohort import cohort_layout, synthetic_sources
 from cmdnet.data.synth.params import patient_ids as synthetic_patient_ids
 from cmdnet.data.validate import check_cohort_once
 from cmdnet.errors import CmdnetError
+from cmdnet.grade.methods import figures_given as grade_figures_given, grade_method
+from cmdnet.grade.methods import tables_given as grade_tables_given
 from cmdnet.mvi.methods import METHODS, TEACHERS, method_spec, spec as mvi_spec, teachers_needed
 from cmdnet.mvi.objective import check_objectives
 from cmdnet.mvi.settings import job_settings
@@ -95,6 +97,8 @@ for _name, _override in (config["mvi"].get("overrides") or {}).items():
             else config["mvi"][_section]
         for _key in sorted(set(_values or {}) - set(_known)):
             raise WorkflowError(f"config mvi.overrides.{_name}: unknown key '{_section}.{_key}'")
+for _name in config["grade"]["methods"]:
+    grade_method(_name)  # unknown names fail here, with the known names listed
 DISTILLATION_MODE = config["mvi"]["distillation"]["mode"]
 MVI_REPEATS = list(range(config["folds"]["mvi_repeats"]))
 MVI_FOLDS = list(range(config["folds"]["mvi_k"]))
@@ -147,12 +151,9 @@ def mvi_table_outputs(for_report=True):
 
 
 def grade_table_outputs(for_report=True):
-    """The grading tables that the configured grade.methods give rows to."""
-    methods = set(config["grade"]["methods"])
-    return {key: table_files(stem, "Grade (local/non-local fusion)" if for_report else None)
-            for key, stem, rows in [("table1", "table1_grade", {"local", "nonlocal", "cifa"}),
-                                    ("table2", "table2_grade_fusion",
-                                     {"concat", "dcca", "common", "individual", "cifa"})] if methods & rows}
+    """The grading tables that the configured grade.methods give rows to (the registry, cmdnet/grade/methods.py)."""
+    return {table.key: table_files(table.stem, "Grade (local/non-local fusion)" if for_report else None)
+            for table in grade_tables_given(config["grade"]["methods"])}
 
 
 def mvi_figure(name):
@@ -162,9 +163,8 @@ def mvi_figure(name):
 
 
 def grade_figures():
-    """ROC curves always; the common/individual spectra when CIFA is configured."""
-    names = ["roc_grade"] + (["cifa_spectra"] if "cifa" in config["grade"]["methods"] else [])
-    return expand("results/figures/grade/{figure}.png", figure=names)
+    """ROC curves always; the common/individual spectra when CIFA is configured (the registry)."""
+    return expand("results/figures/grade/{figure}.png", figure=grade_figures_given(config["grade"]["methods"]))
 
 
 def results_of_this_run(wildcards):

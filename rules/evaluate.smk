@@ -40,10 +40,16 @@ rule evaluate_grade:
     input:
         predictions=expand("results/grade/repeat{repeat}/fold{fold}/predictions.parquet",
                            repeat=GRADE_REPEATS, fold=GRADE_FOLDS),
-        spectra="results/grade/repeat0/fold0/cifa_spectra.json",
+        diagnostics=expand("results/grade/repeat{repeat}/fold{fold}/diagnostics.json",
+                           repeat=GRADE_REPEATS, fold=GRADE_FOLDS),
+        manifest="results/datasets/grade_manifest.parquet",
+        labels="results/cohort/labels.parquet",
     output:
         **grade_table_outputs(),
         per_fold="results/grade/metrics_per_fold.csv",
+        pooled_auc="results/grade/pooled_auc_per_repeat.csv",
+        patches="results/grade/patch_statistics.csv",
+        dcca="results/grade/dcca_correlations.csv",
         figures=report(grade_figures(), category="Figures", subcategory="Grade (local/non-local fusion)",
                        caption="../report/grade_figures.rst"),
     log:

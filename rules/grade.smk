@@ -8,12 +8,13 @@ rule train_grade_fold:
         folds="results/folds/grade.parquet",
     output:
         predictions="results/grade/repeat{repeat}/fold{fold}/predictions.parquet",
-        spectra="results/grade/repeat{repeat}/fold{fold}/cifa_spectra.json",
+        diagnostics="results/grade/repeat{repeat}/fold{fold}/diagnostics.json",
     params:
         grade=config["grade"],
         seed=config["seed"],
         repeat=lambda wildcards: int(wildcards.repeat),
         fold=lambda wildcards: int(wildcards.fold),
+        checkpoint="results/checkpoints/grade/repeat{repeat}/fold{fold}.pt",
     threads: TRAIN_THREADS
     resources:
         gpu=1,

@@ -29,7 +29,7 @@ Geometry (all in LPS millimetres; numpy arrays in SimpleITK order `(z, y, x)`, s
   index `c - 0.5`. A candidate qualifies when its 2x2x2 central voxels are tumour (so the centre lies in
   the tumour), every voxel lies inside the image, and at least `min_patch_tumour_fraction` of its voxels
   are tumour. More than `max_patches` qualifying patches are subsampled without replacement by a generator
-  seeded with `(seed, crc32(patient_id))`. When none qualifies, one patch centred on the tumour centroid is
+  seeded with `derive_seed(seed, "roi-patches", patient_id)`. When none qualifies, one patch centred on the tumour centroid is
   taken (values beyond the image edge repeat the edge value) and `patch_fallback` is set.
 
 Values are stored as float32 (float16 would lose precision: ~3 significant digits); files are
@@ -41,7 +41,6 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -52,8 +51,9 @@ from scipy.ndimage import gaussian_filter
 
 from cmdnet.atomic import atomic_path
 from cmdnet.config import default_field, parse_section
-from cmdnet.errors import CohortError, InputError, CohortWarning
 from cmdnet.data.grid import Grid, grid_mismatch, grid_of
+from cmdnet.errors import CohortError, CohortWarning, InputError
+from cmdnet.seeds import numpy_rng
 
 NORMALISATIONS = ("zscore", "percentile", "none")
 CROP_MODES = ("fit_box", "fixed_mm")
@@ -414,7 +414,7 @@ def _patches(image: sitk.Image, mask: sitk.Image, lo: np.ndarray, hi: np.ndarray
               & (_box_sums(tum, starts, size) >= params.min_patch_tumour_fraction * size ** 3))
         centres = centres[ok]
     if len(centres) > params.max_patches:
-        rng = np.random.default_rng([params.seed, zlib.crc32(patient.encode("utf-8"))])
+        rng = numpy_rng(params.seed, "roi-patches", patient)
         centres = centres[np.sort(rng.choice(len(centres), params.max_patches, replace=False))]
     if len(centres):
         patches = np.stack([img[z - half:z + half, y - half:y + half, x - half:x + half] for z, y, x in centres])

@@ -17,7 +17,8 @@ formatted cells, the title and the footnote. Builders end the footnote with the 
 class (`class_counts`).
 
 Builders turn per-fold metric frames (from `cmdnet.evaluation.stats.metrics.per_fold_metrics`) and statistics the
-caller computed into `TableSpec`s: `mvi_table1`, `mvi_table2`, `binary_table`, `grading_table`. This module
+caller computed into `TableSpec`s: `mvi_table1`, `mvi_table2`, `binary_table` (the grading tables are built in
+`cmdnet.grade.evaluate`). This module
 computes no statistic; it renders. Each output path's suffix chooses its format (`render_table`).
 """
 
@@ -39,15 +40,6 @@ from cmdnet.evaluation.stats.metrics import summarise
 PM = "±"
 RIGHTARROW = "→"
 SD_NOTE = "mean ± SD over test folds (sample SD, ddof = 1), in %"
-
-# Row names of the grading paper's tables (display names).
-GRADING_TABLE1_ROWS = ("2D local", "2D non-local", "2D local and non-local fusion",
-                       "3D local", "3D non-local", "3D local and non-local fusion")
-GRADING_TABLE2_ROWS = ("2D direct concatenation", "2D deep correlation model", "2D common feature",
-                       "2D individual feature", "2D common and individual feature analysis",
-                       "3D direct concatenation", "3D deep correlation model", "3D common feature",
-                       "3D individual feature", "3D common and individual feature analysis")
-
 
 @dataclass
 class TableSpec:
@@ -373,48 +365,6 @@ def binary_table(rows: pd.DataFrame, *, footnote: str = "", class_counts: Mappin
     frame = frame.drop(columns=[f"{m} {s}" for m in BINARY_METRICS.values() for s in ("mean", "sd")])
     return TableSpec(frame, title, ["Method", *BINARY_METRICS], {"AUC": "max", "Brier score": "min"},
                      _with_cohort(f"{footnote} Bold: best mean.".strip(), class_counts), plain=PLAIN_BINARY)
-
-
-GRADING_METRICS = {"Accuracy": "accuracy", "Sensitivity": "sensitivity", "Specificity": "specificity",
-                   "AUC": "auc"}
-
-
-def grading_table(per_fold: Mapping[str, pd.DataFrame], *, title: str,
-                  display_names: Mapping[str, str] | None = None,
-                  class_counts: Mapping[str, int] | None = None) -> TableSpec:
-    """Grading paper Tables 1/2: Method | Accuracy | Sensitivity | Specificity | AUC (all %).
-
-    `per_fold[method]`: per-fold metrics (`repeat`, `fold`, `accuracy`, `sensitivity`, `specificity`,
-    `auc`), e.g. `per_fold_metrics(pred, binary_metrics, ("repeat", "fold"))`. Mean ± SD are over all
-    repeat × fold test folds (40 for 4-fold × 10 repeats). Rows follow `per_fold` order; use
-    `GRADING_TABLE1_ROWS` / `GRADING_TABLE2_ROWS` as display names to match the paper. `class_counts`
-    (patients per grade, e.g. `{"low": 40, "high": 40}`) ends the footnote.
-    """
-    names = dict(display_names or {})
-    rows = [{"method": method, "Method": names.get(method, method), **_mean_sd_columns(folds, GRADING_METRICS)}
-            for method, folds in per_fold.items()]
-    n_folds = {len(f) for f in per_fold.values()}
-    footnote = (f"mean ± SD over {'/'.join(map(str, sorted(n_folds)))} test folds (repeats × folds; sample SD, "
-                "ddof = 1), in %. Positive class: high grade; prediction threshold 0.5 on P(high). "
-                "Bold: best mean.")
-    footnote = _with_cohort(footnote, class_counts)
-    return TableSpec(pd.DataFrame(rows), title, ["Method", *GRADING_METRICS],
-                     {k: "max" for k in GRADING_METRICS}, footnote)
-
-
-def grading_table1(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None,
-                   class_counts: Mapping[str, int] | None = None) -> TableSpec:
-    return grading_table(per_fold, display_names=display_names, class_counts=class_counts,
-                         title="Performance comparison of local, non-local and local and non-local fusion of "
-                               "deep features in 2D and 3D (arterial phase, %).")
-
-
-def grading_table2(per_fold: Mapping[str, pd.DataFrame], display_names: Mapping[str, str] | None = None,
-                   class_counts: Mapping[str, int] | None = None) -> TableSpec:
-    return grading_table(per_fold, display_names=display_names, class_counts=class_counts,
-                         title="Performance comparison of local and non-local deep feature fusion in 2D and 3D "
-                               "by direct concatenation, deep correlation model and common and individual "
-                               "feature analysis (%).")
 
 
 # ---------------------------------------------------------------- any CSV as a readable HTML page

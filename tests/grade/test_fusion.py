@@ -7,8 +7,12 @@ import pytest
 import torch
 from scipy.linalg import fractional_matrix_power
 
-from cmdnet.grade.dcca import canonical_correlations, dcca_loss
-from cmdnet.grade.fusion import CIFAHead, DCCAHead
+from cmdnet.grade.dcca import (
+    canonical_correlations,
+    dcca_loss,
+    heldout_canonical_correlations,
+)
+from cmdnet.grade.fusion import CIFAAnalysis, CIFAHead, ConcatHead, DCCAHead
 
 
 def _head(i1=10, i2=7, k=3, mode="both", seed=0) -> CIFAHead:
@@ -136,3 +140,73 @@ def test_dcca_gradient_raises_correlation():
         aux.backward()
         opt.step()
     assert aux.item() < first - 0.1, f"DCCA loss did not decrease: {first} -> {aux.item()}"
+
+
+@pytest.mark.parametrize("mode", ["both", "common", "individual"])
+def test_cifa_head_is_a_restricted_concat_head(mode):
+    """CIFA logits = FC([y1, y2]) with W = [W_J V1^T V1 + W_A1 Q1^T Q1, W_A2 Q2^T Q2]; the y2 block annihilates
+    V2's row space. If this changes, docs/grading.md ("CIFA head = restricted concat head") must change too."""
+    head = _head(mode=mode).eval()
+    torch.manual_seed(6)
+    y1, y2 = torch.randn(9, 10, dtype=torch.float64), torch.randn(9, 7, dtype=torch.float64)
+    weight, bias = head.concat_equivalent()
+    concat = ConcatHead(10, 7).double().eval()
+    with torch.no_grad():
+        concat.fc.weight.copy_(weight)
+        concat.fc.bias.copy_(bias)
+    torch.testing.assert_close(head(y1, y2)[0], concat(y1, y2)[0], rtol=1e-10, atol=1e-12)
+    hidden = (weight[:, 10:] @ head.v2.detach().T).abs().max()
+    assert hidden < 1e-10, f"the CIFA head sees V2's common subspace of y2 (|W2 V2^T| = {hidden:.2e})"
+
+
+def test_cifa_y1_block_is_unrestricted():
+    """With V1 row-orthonormal, any y1 weight M is reachable: M = M P_V1 + M P_Q1."""
+    head = _head(mode="both")
+    m = torch.randn(2, 10, dtype=torch.float64)
+    with torch.no_grad():
+        head.fc.weight[:, :10] = m
+        head.fc.weight[:, 10:20] = m
+    weight, _ = head.concat_equivalent()
+    torch.testing.assert_close(weight[:, :10], m)
+
+
+def test_concat_aux_head_returns_the_cifa_objective_and_classifies_the_raw_features():
+    torch.manual_seed(7)
+    analysis = CIFAAnalysis(10, 7, k=3).double()
+    head = ConcatHead(10, 7, analysis=analysis).double().train()
+    y1, y2 = torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
+    logits, aux = head(y1, y2)
+    torch.testing.assert_close(aux, analysis.objective(y1, y2))
+    torch.testing.assert_close(logits, head.fc(torch.cat([y1, y2], dim=1)))
+    head.aux_enabled = False
+    assert head(y1, y2)[1].item() == 0
+
+
+def test_dcca_gradient_is_finite_for_identical_views():
+    """Identical views: every canonical correlation is ~1 and the covariance eigenvalues coincide, where an
+    eigh-based whitening's backward divides by eigenvalue gaps."""
+    torch.manual_seed(8)
+    h = torch.randn(40, 4, dtype=torch.float64)
+    h1 = torch.cat([h, h[:, :1]], dim=1).requires_grad_()   # a repeated column: degenerate spectrum
+    h2 = torch.cat([h, h[:, :1]], dim=1).requires_grad_()
+    loss = dcca_loss(h1, h2, 1e-3, 1e-3)
+    loss.backward()
+    assert torch.isfinite(h1.grad).all() and torch.isfinite(h2.grad).all()
+
+
+def test_heldout_correlation_exposes_batch_noise():
+    """Independent views: the in-sample correlations of a small sample are large, the held-out ones near 0;
+    a shared latent direction stays correlated out of sample."""
+    rng = np.random.default_rng(9)
+    a_train, b_train = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
+    a_test, b_test = rng.normal(size=(500, 4)), rng.normal(size=(500, 4))
+    train, held = heldout_canonical_correlations(a_train, b_train, a_test, b_test)
+    assert train[0] > 0.7 and np.abs(held).max() < 0.3, (train, held)
+
+    z_train, z_test = rng.normal(size=(200, 1)), rng.normal(size=(500, 1))
+    a_train = np.c_[z_train, rng.normal(size=(200, 2))]
+    b_train = np.c_[z_train + 0.3 * rng.normal(size=(200, 1)), rng.normal(size=(200, 2))]
+    a_test = np.c_[z_test, rng.normal(size=(500, 2))]
+    b_test = np.c_[z_test + 0.3 * rng.normal(size=(500, 1)), rng.normal(size=(500, 2))]
+    train, held = heldout_canonical_correlations(a_train, b_train, a_test, b_test)
+    assert held[0] > 0.9 and abs(held[1]) < 0.2, (train, held)

@@ -25,21 +25,34 @@ import pandas as pd
 import SimpleITK as sitk
 
 from cmdnet.data.cohort import PatientSource
-from cmdnet.errors import InputError
-from cmdnet.data.synth.clinical import clinical_dictionary, clinical_sheet, clinical_values, draw_demographics
+from cmdnet.data.synth.clinical import (
+    clinical_dictionary,
+    clinical_sheet,
+    clinical_values,
+    draw_demographics,
+)
 from cmdnet.data.synth.dicom_writer import series_ids, write_series
 from cmdnet.data.synth.geometry import Grid, phase_grid, sample_acquisition
 from cmdnet.data.synth.identity import FakeIdentity, fake_identity
-from cmdnet.labels import MVI_CLASSES
-from cmdnet.data.synth.params import ORIENTATIONS, PHASES, SLICE_ORDERS, SynthParams, exact_counts, patient_ids
+from cmdnet.data.synth.params import (
+    ORIENTATIONS,
+    PHASES,
+    SLICE_ORDERS,
+    SynthParams,
+    exact_counts,
+    patient_ids,
+)
 from cmdnet.data.synth.phantom import Anatomy, render, sample_anatomy
+from cmdnet.errors import InputError
+from cmdnet.labels import MVI_CLASSES
+from cmdnet.seeds import numpy_rng
 
 # purposes of the seeded random streams
 _LABELS, _ANATOMY, _GEOMETRY, _CLINICAL, _RENDER, _DICOM, _MISSING = range(7)
 
 
 def _rng(params: SynthParams, purpose: int, *more: int) -> np.random.Generator:
-    return np.random.default_rng([params.seed, purpose, *more])
+    return numpy_rng(params.seed, "synthetic", purpose, *more)
 
 
 @dataclass(frozen=True)
