@@ -204,19 +204,19 @@ def test_refuses_a_non_empty_output_directory_and_leaves_nothing_behind(tmp_path
 
 
 def test_clinical_items_carry_mvi_signal_and_missing_values():
-    plans = plan_cohort(SynthParams(n_patients=60, seed=0))
+    plans = plan_cohort(SynthParams(n_patients=300, seed=0))   # enough patients that class medians are stable
     frame = pd.DataFrame([{**p.clinical, "mvi": p.mvi} for p in plans])
     log_afp = np.log(frame["afp"]).groupby(frame["mvi"]).mean()
     assert log_afp[2] - log_afp[0] > 1.0, log_afp
     assert frame["pivka_ii"].groupby(frame["mvi"]).median().is_monotonic_increasing
     # with no clinical signal the shift disappears (within sampling noise)
-    flat = plan_cohort(SynthParams(n_patients=60, seed=0, clinical_signal=0.0))
+    flat = plan_cohort(SynthParams(n_patients=300, seed=0, clinical_signal=0.0))
     frame0 = pd.DataFrame([{**p.clinical, "mvi": p.mvi} for p in flat])
     log_afp0 = np.log(frame0["afp"]).groupby(frame0["mvi"]).mean()
     assert abs(log_afp0[2] - log_afp0[0]) < 0.8, log_afp0
 
     from cmdnet.data.synth.clinical import clinical_sheet
-    sheet = clinical_sheet([p.clinical for p in plans], patient_ids(60), ["x"] * 60, 0.08, np.random.default_rng(0))
+    sheet = clinical_sheet([p.clinical for p in plans], patient_ids(300), ["x"] * 300, 0.08, np.random.default_rng(0))
     items = sheet[[i.column for i in ITEMS]]
     assert 0.05 < items.isna().to_numpy().mean() < 0.11
     assert sheet["patient_id"].notna().all() and sheet["name"].notna().all()
