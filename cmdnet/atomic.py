@@ -6,10 +6,11 @@ A crash or a refused input never leaves a half-written file under the final name
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -50,3 +51,19 @@ def write_text(target: str | Path, text: str) -> None:
 def write_bytes(target: str | Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def write_json(obj: Any, path: str | Path, indent: int = 2) -> None:
+    """`obj` as JSON at `path`, atomically; numpy scalars and arrays become numbers and lists."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import json
 import os
 import sys
 import traceback
@@ -20,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmdnet.atomic import atomic_path
 from cmdnet.errors import CmdnetError
 from cmdnet.logs import tee_output
 
@@ -69,21 +67,6 @@ def job_errors(log_dir: str | Path, since: float) -> list[tuple[str, str]]:
         if lines:
             found.append((str(log), lines[-1][len(ERROR_PREFIX):]))
     return found
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _cohort_table(sheet: str | Path, cohort: Mapping, phases: Sequence[str], require=("mvi",)):

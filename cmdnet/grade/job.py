@@ -9,7 +9,6 @@ CIFA spectra and the DCCA canonical correlations, and the training configuration
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmdnet.atomic import atomic_path
+from cmdnet.atomic import write_json
 from cmdnet.grade.methods import grade_method
 from cmdnet.seeds import derive_seed
 from cmdnet.grade.train import (
@@ -27,14 +26,6 @@ from cmdnet.grade.train import (
     subsample_patches,
     training_device,
 )
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def fold_patch_counts(patch_patient: np.ndarray, train_ids: list[str], test_ids: list[str]) -> dict:
@@ -91,8 +82,7 @@ def grade_fold_job(dataset: str | Path, labels: str | Path, folds: str | Path, g
         "models": {f"{m}/{d}": info for (m, d), info in result.diagnostics.items()},
     }
     write_parquet(predictions, out_predictions)
-    with atomic_path(out_diagnostics) as tmp:
-        tmp.write_text(json.dumps(diagnostics, indent=1, default=_json_default))
+    write_json(diagnostics, out_diagnostics, indent=1)
     if checkpoint_path is not None:
         Path(checkpoint_path).unlink(missing_ok=True)   # done: a later run must start afresh
     seconds = sum(info["seconds"] for info in result.diagnostics.values())

@@ -26,17 +26,19 @@ def scaled_channels(width: float, base: Sequence[int] = PAPER_CHANNELS) -> tuple
     return tuple(max(1, int(round(c * width))) for c in base)
 
 
-def make_norm(kind: NormKind, channels: int) -> nn.Module:
-    """Normalisation layer for 3D feature maps.
+def make_norm(kind: NormKind, channels: int, dims: int = 3) -> nn.Module:
+    """Normalisation layer for `dims`-D feature maps (3: the 3D networks, 2: M2Net's ResNets).
 
-    - `"batch"`: `BatchNorm3d` (paper default; needs batches of more than one sample in training).
-    - `"instance"`: `InstanceNorm3d(affine=True)` (batch-size independent; needs more than one voxel).
+    - `"batch"`: `BatchNorm` (paper default; needs batches of more than one sample in training).
+    - `"instance"`: `InstanceNorm(affine=True)` (batch-size independent; needs more than one voxel).
     - `"group"`: `GroupNorm` with `gcd(8, channels)` groups (batch-size independent).
     """
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
     if kind == "batch":
-        return nn.BatchNorm3d(channels)
+        return (nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(channels)
     if kind == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
+        return (nn.InstanceNorm3d if dims == 3 else nn.InstanceNorm2d)(channels, affine=True)
     if kind == "group":
         return nn.GroupNorm(math.gcd(8, channels), channels)
     raise ValueError(f"norm must be one of {NORM_KINDS}, got {kind!r}")

@@ -13,28 +13,16 @@ so at `width=1`, `norm="batch"`, `in_channels=3` the state dict of a torchvision
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from cmdnet.mvi.models.blocks import NORM_KINDS, NormKind, scaled_channels
+from cmdnet.mvi.models.blocks import NormKind, make_norm, scaled_channels
 
 RESNET_CHANNELS: tuple[int, int, int, int] = (64, 128, 256, 512)
 RESNET34_LAYERS: tuple[int, int, int, int] = (3, 4, 6, 3)
-
-
-def make_norm_2d(kind: NormKind, channels: int) -> nn.Module:
-    """Normalisation of 2D feature maps (the 2D counterpart of `blocks.make_norm`)."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(8, channels), channels)
-    raise ValueError(f"norm must be one of {NORM_KINDS}, got {kind!r}")
 
 
 class BasicBlock(nn.Module):
@@ -44,14 +32,14 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, stride: int, norm: NormKind):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = make_norm_2d(norm, channels)
+        self.bn1 = make_norm(norm, channels, dims=2)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = make_norm_2d(norm, channels)
+        self.bn2 = make_norm(norm, channels, dims=2)
         self.downsample = None
         if stride != 1 or in_channels != channels:
             self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                            make_norm_2d(norm, channels))
+                                            make_norm(norm, channels, dims=2))
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -70,12 +58,12 @@ class ResNet2D(nn.Module):
             raise ValueError(f"layers must be four positive block counts (ResNet-34: {RESNET34_LAYERS}), got {layers}")
         if in_channels < 1:
             raise ValueError(f"in_channels must be positive, got {in_channels}")
-        make_norm_2d(norm, 8)  # validates the name before building anything
+        make_norm(norm, 8, dims=2)  # validates the name before building anything
         self.in_channels = in_channels
         self.layers = layers
         self.channels = scaled_channels(width, RESNET_CHANNELS)
         self.conv1 = nn.Conv2d(in_channels, self.channels[0], 7, stride=2, padding=3, bias=False)
-        self.bn1 = make_norm_2d(norm, self.channels[0])
+        self.bn1 = make_norm(norm, self.channels[0], dims=2)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         previous = self.channels[0]
