@@ -15,10 +15,6 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 report: "report/workflow.rst"
 
 
-# The landing page of `snakemake --report`: what ran, on which cohort, at which scale.
-report: "report/workflow.rst"
-
-
 include: "rules/common.smk"
 include: "rules/cohort.smk"
 include: "rules/images.smk"
@@ -38,7 +34,5 @@ rule all:
         "results/mvi/summary.csv",
         "results/grade/metrics_per_fold.csv",
         FINAL_BUNDLE,
-        "results/run_description.html",
-        "results/mvi/summary.html",
         "results/run_description.html",
         "results/mvi/summary.html",
