@@ -33,7 +33,7 @@ from cmdnet.mvi.losses.terms import Step
 from cmdnet.mvi.models.output import ModelOutput
 from cmdnet.mvi.objective import SupervisedTask, WeightedSum
 from cmdnet.mvi.models.stages import TrainingStage
-from cmdnet.training.data import FoldArrays
+from cmdnet.mvi.training.data import FoldArrays
 from cmdnet.mvi.training.loop import FitResult, TrainConfig, fit
 from cmdnet.seeds import derive_seed
 
