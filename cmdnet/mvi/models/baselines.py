@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cmdnet.mvi.models.blocks import NormKind, check_images, check_in_shape, check_phases, reject_clinical
+from cmdnet.mvi.models.blocks import check_head, NormKind, check_images, check_in_shape, check_phases, reject_clinical
 from cmdnet.mvi.models.teacher_student import MRIEncoder
 from cmdnet.mvi.models.output import ModelOutput
 
@@ -28,10 +28,7 @@ class _PhaseBaseline(nn.Module):
         super().__init__()
         self.phases = check_phases(phases)
         self.in_shape_zyx = check_in_shape(in_shape_zyx)
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_head(n_classes, dropout)
         self.n_classes = n_classes
 
     def _check(self, images: Tensor, clinical: object) -> None:

@@ -101,6 +101,14 @@ def check_phases(phases: Sequence[str]) -> tuple[str, ...]:
     return phases
 
 
+def check_head(n_classes: int, dropout: float = 0.0) -> None:
+    """Validate a classifier's class count (at least 2) and dropout probability (in [0, 1))."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
 def reject_clinical(model: nn.Module, clinical: object) -> None:
     """Image-only models take no clinical input: raise TypeError if one is given."""
     if clinical is not None:

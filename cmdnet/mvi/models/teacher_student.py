@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from cmdnet.mvi.models.blocks import (
+    check_head,
     ConvBlock, NormKind, check_images, check_in_shape, check_phases, make_norm, pool_where_possible,
     reject_clinical, scaled_channels,
 )
@@ -205,10 +206,7 @@ class Teacher(nn.Module):
         super().__init__()
         self.phases = check_phases(phases)
         self.in_shape_zyx = check_in_shape(in_shape_zyx)
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_head(n_classes, dropout)
         self.n_clinical = n_clinical
         self.encoders = nn.ModuleDict({
             _phase_key(p): MRIClinicalFusionEncoder(n_clinical, in_shape_zyx=in_shape_zyx, width=width,
@@ -242,8 +240,7 @@ class Student(nn.Module):
         super().__init__()
         self.phases = check_phases(phases)
         self.in_shape_zyx = check_in_shape(in_shape_zyx)
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        check_head(n_classes)
         self.encoders = nn.ModuleDict({
             _phase_key(p): MRIEncoder(in_shape_zyx=in_shape_zyx, in_channels=1, width=width,
                                       feature_dim=feature_dim, norm=norm)
