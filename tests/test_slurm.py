@@ -24,12 +24,12 @@ from tests.slurm.harness import (
     run_on_slurm,
 )
 
-GPU_RULES = ("train_teacher", "train_student")
-DEMO_JOBS = Counter({"prepare": 1, "train_teacher": 1, "train_student": 1, "summarise": 1})
+GPU_RULES = ("train_teacher", "train_method")
+DEMO_JOBS = Counter({"prepare": 1, "train_teacher": 1, "train_method": 1, "summarise": 1})
 DEMO_OUTPUTS = (
     "results/prepared.txt",
     "results/train_teacher.json",
-    "results/train_student.json",
+    "results/train_method.json",
     "results/summary.tsv",
 )
 ACCOUNT, PARTITION = "cmdnet-ci", "debug"
@@ -113,7 +113,7 @@ def test_gpu_jobs_get_distinct_gpus_from_slurm(demo_run: tuple[Path, SlurmRun]) 
     records = {rule: json.loads((workdir / f"results/{rule}.json").read_text()) for rule in GPU_RULES}
     devices = {rule: record["cuda_visible_devices"] for rule, record in records.items()}
     assert all(devices.values()), f"a GPU job got no CUDA_VISIBLE_DEVICES from SLURM: {devices}"
-    assert devices["train_teacher"] != devices["train_student"], (
+    assert devices["train_teacher"] != devices["train_method"], (
         f"two GPU jobs running at the same time got the same GPU: {devices}"
     )
     assert set(devices.values()) <= {"0", "1"}, f"unexpected GPU ids (the node has gpu:2): {devices}"
