@@ -420,7 +420,10 @@ def csv_to_html(csv_path: str | Path, out_path: str | Path, *, title: str, note:
     "a-b", empty cells empty. For the Snakemake report, which shows HTML inline but only offers CSV files for
     download; the CSV keeps the unrounded numbers.
     """
-    frame = pd.read_csv(csv_path)
+    try:
+        frame = pd.read_csv(csv_path)
+    except pd.errors.EmptyDataError:   # e.g. no DeLong comparison when the reference is the only method
+        frame = pd.DataFrame()
     headers, text = _readable_columns(frame)
     bold = [[False] * len(headers) for _ in text]
     out_path = Path(out_path)

@@ -145,3 +145,11 @@ def test_results_csv_pages_pair_mean_and_sd_and_ci_bounds(tmp_path):
     for cell in ("<td>0.712</td>", "<td>0.600-0.800</td>", "<td>0.500 ± 0.050</td>", "<td>0.065-0.676</td>",
                  "<td>1.23e-05</td>"):
         assert cell in page, cell
+
+
+def test_an_empty_results_csv_gives_a_page_not_an_error(tmp_path):
+    from cmdnet.evaluation.tables import csv_to_html
+
+    (tmp_path / "empty.csv").write_text("")
+    page = csv_to_html(tmp_path / "empty.csv", tmp_path / "empty.html", title="No comparisons")
+    assert "No comparisons" in page.read_text()
