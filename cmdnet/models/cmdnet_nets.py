@@ -36,11 +36,16 @@ from cmdnet.models.blocks import (
     ConvBlock, NormKind, check_images, check_in_shape, check_phases, make_norm, pool_where_possible,
     reject_clinical, scaled_channels,
 )
+from cmdnet.losses.clinical import ClinicalPredictionLoss
 from cmdnet.models.cross_attention import CrossAttention
 from cmdnet.models.output import ModelOutput
 
 ClinicalScale = Literal["one_plus_tanh", "sigmoid2", "raw"]
 CLINICAL_SCALES: tuple[str, ...] = ("one_plus_tanh", "sigmoid2", "raw")
+FusionKind = Literal["scale", "affine"]
+FUSION_KINDS: tuple[str, ...] = ("scale", "affine")
+FusionPoint = Literal["block_output", "pre_activation"]
+FUSION_POINTS: tuple[str, ...] = ("block_output", "pre_activation")
 
 
 class MRIEncoder(nn.Module):
@@ -92,7 +97,11 @@ class MRIEncoder(nn.Module):
 
 
 class ClinicalScales(nn.Module):
-    """Four chained FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors."""
+    """Four chained FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors.
+
+    `activations(c)` returns the pre-activations `a_k` (`a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`);
+    `forward(c)` returns the scales `g(a_k)` of `clinical_scale`.
+    """
 
     def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh"):
         super().__init__()
@@ -105,19 +114,24 @@ class ClinicalScales(nn.Module):
         ins = (n_clinical, *channels[:-1])
         self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, channels))
 
-    def forward(self, clinical: Tensor) -> list[Tensor]:
-        scales = []
+    def activations(self, clinical: Tensor) -> list[Tensor]:
+        out = []
         h = clinical
         for k, fc in enumerate(self.fcs):
-            a = fc(h if k == 0 else torch.relu(h))
-            if self.clinical_scale == "one_plus_tanh":
-                scales.append(1.0 + torch.tanh(a))
-            elif self.clinical_scale == "sigmoid2":
-                scales.append(2.0 * torch.sigmoid(a))
-            else:
-                scales.append(a)
-            h = a
-        return scales
+            h = fc(h if k == 0 else torch.relu(h))
+            out.append(h)
+        return out
+
+    def scale(self, a: Tensor) -> Tensor:
+        """`g(a)`: the channel scale of one block from its pre-activation."""
+        if self.clinical_scale == "one_plus_tanh":
+            return 1.0 + torch.tanh(a)
+        if self.clinical_scale == "sigmoid2":
+            return 2.0 * torch.sigmoid(a)
+        return a
+
+    def forward(self, clinical: Tensor) -> list[Tensor]:
+        return [self.scale(a) for a in self.activations(clinical)]
 
 
 def check_clinical(clinical: Any, n_clinical: int, batch: int) -> Tensor:
@@ -136,20 +150,66 @@ def check_clinical(clinical: Any, n_clinical: int, batch: int) -> Tensor:
 
 
 class MRIClinicalFusionEncoder(nn.Module):
-    """MRI-clinical-fusion module: `(B, 1, Z, Y, X), (B, n_clinical) -> (B, feature_dim)` (Eq. 1)."""
+    """MRI-clinical-fusion module: `(B, 1, Z, Y, X), (B, n_clinical) -> (B, feature_dim)` (Eq. 1).
+
+    `fusion="scale"`: block k's maps are multiplied channel-wise, `Y_i = C_i * X_i` (Eq. 1);
+    `fusion="affine"`: `Y_i = C_i * X_i + B_i` with a shift `B_k = W_k a_k` (a linear map of the same
+    clinical activation, initialised to zero, so training starts from Eq. 1) as in DAFT / FiLM.
+    `fusion_point="block_output"`: `X` is block k's output (after its last ReLU), as the paper's text reads;
+    `"pre_activation"`: `X` is the block's last BatchNorm output and the ReLU follows the modulation (DAFT's
+    placement), so a scale below one or a negative shift can switch a channel off for that patient instead of
+    shrinking a map that the next BatchNorm renormalises.
+    """
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], width: float = 1.0,
                  feature_dim: int = 512, norm: NormKind = "batch",
-                 clinical_scale: ClinicalScale = "one_plus_tanh"):
+                 clinical_scale: ClinicalScale = "one_plus_tanh", fusion: FusionKind = "scale",
+                 fusion_point: FusionPoint = "block_output"):
         super().__init__()
+        if fusion not in FUSION_KINDS:
+            raise ValueError(f"fusion must be one of {FUSION_KINDS}, got {fusion!r}")
+        if fusion_point not in FUSION_POINTS:
+            raise ValueError(f"fusion_point must be one of {FUSION_POINTS}, got {fusion_point!r}")
         self.image = MRIEncoder(in_shape_zyx=in_shape_zyx, in_channels=1, width=width,
                                 feature_dim=feature_dim, norm=norm)
         self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale)
+        self.fusion = fusion
+        self.fusion_point = fusion_point
+        self.shifts = None
+        if fusion == "affine":
+            self.shifts = nn.ModuleList(nn.Linear(c, c) for c in self.image.channels)
+            for lin in self.shifts:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self.feature_dim = feature_dim
+
+    def _modulated_maps(self, x: Tensor, scales: Sequence[Tensor], shifts: Sequence[Tensor] | None) -> Tensor:
+        image = self.image
+        for k, block in enumerate(image.blocks):
+            if k > 0:
+                x = pool_where_possible(x)
+            if self.fusion_point == "pre_activation":
+                x = block.layers[:-1](x)  # conv, norm, ReLU, conv, norm: the block without its last ReLU
+            else:
+                x = block(x)
+            x = x * scales[k][:, :, None, None, None]
+            if shifts is not None:
+                x = x + shifts[k][:, :, None, None, None]
+            if self.fusion_point == "pre_activation":
+                x = torch.relu(x)
+        return image.final_conv(x)
 
     def forward(self, x: Tensor, clinical: Tensor) -> Tensor:
         clinical = check_clinical(clinical, self.clinical.n_clinical, x.shape[0])
-        return self.image(x, self.clinical(clinical))
+        if self.fusion == "scale" and self.fusion_point == "block_output":
+            return self.image(x, self.clinical(clinical))
+        if x.ndim != 5 or x.shape[1] != 1:
+            raise ValueError(f"encoder input must be (B, 1, Z, Y, X), got {tuple(x.shape)}")
+        a = self.clinical.activations(clinical)
+        scales = [self.clinical.scale(a_k) for a_k in a]
+        shifts = [lin(a_k) for lin, a_k in zip(self.shifts, a)] if self.shifts is not None else None
+        maps = self._modulated_maps(x, scales, shifts)
+        return self.image.fc(maps.mean(dim=(2, 3, 4)))
 
 
 def _phase_key(phase: str) -> str:
@@ -170,12 +230,19 @@ class Teacher(nn.Module):
     `forward(images (B, P, Z, Y, X), clinical (B, n_clinical)) -> ModelOutput(logits (B, n_classes),
     features {"hbp", "pre": (B, feature_dim) before CA, "fused": (B, P * feature_dim)})`; the image channels
     follow `phases`. `ca_kwargs` go to `CrossAttention` (n_tokens, softmax, scaling, residual).
+    `clinical_scale`, `fusion`, `fusion_point` choose the reading of Eq. 1 (`MRIClinicalFusionEncoder`).
+
+    `clinical_weight > 0` adds the clinical-prediction head of `L_clinical` (`cmdnet.losses.clinical`): a
+    linear map `fused -> n_clinical`, output as `features["clinical_pred"]`; `clinical_loss(output, clinical)`
+    gives the unweighted term and the training task adds `clinical_weight` times it to the focal loss.
     """
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"),
                  use_ca: bool = True, width: float = 1.0, feature_dim: int = 512, n_classes: int = 3,
                  norm: NormKind = "batch", clinical_scale: ClinicalScale = "one_plus_tanh",
-                 head_hidden: int = 256, dropout: float = 0.0, ca_kwargs: Mapping[str, Any] | None = None):
+                 fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output",
+                 head_hidden: int = 256, dropout: float = 0.0, clinical_weight: float = 0.0,
+                 ca_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
         self.phases = check_phases(phases)
         self.in_shape_zyx = check_in_shape(in_shape_zyx)
@@ -183,17 +250,25 @@ class Teacher(nn.Module):
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if head_hidden < 1:
+            raise ValueError(f"head_hidden must be positive, got {head_hidden}")
+        if not (isinstance(clinical_weight, (int, float)) and clinical_weight >= 0):
+            raise ValueError(f"clinical_weight must be a number >= 0, got {clinical_weight!r}")
         self.n_clinical = n_clinical
         self.encoders = nn.ModuleDict({
             _phase_key(p): MRIClinicalFusionEncoder(n_clinical, in_shape_zyx=in_shape_zyx, width=width,
                                                     feature_dim=feature_dim, norm=norm,
-                                                    clinical_scale=clinical_scale)
+                                                    clinical_scale=clinical_scale, fusion=fusion,
+                                                    fusion_point=fusion_point)
             for p in self.phases})
         self.ca = (CrossAttention(feature_dim, **dict(ca_kwargs or {}))
                    if use_ca and len(self.phases) == 2 else None)
         fused_dim = feature_dim * len(self.phases)
         self.head = nn.Sequential(nn.Linear(fused_dim, head_hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(head_hidden, n_classes))
+        self.clinical_weight = float(clinical_weight)
+        self.clinical_head = nn.Linear(fused_dim, n_clinical) if clinical_weight > 0 else None
+        self._clinical_loss = ClinicalPredictionLoss()
 
     def forward(self, images: Tensor, clinical: Tensor | None = None) -> ModelOutput:
         check_images(images, len(self.phases), self.in_shape_zyx)
@@ -201,7 +276,16 @@ class Teacher(nn.Module):
         z = {_phase_key(p): self.encoders[_phase_key(p)](images[:, i:i + 1], clinical)
              for i, p in enumerate(self.phases)}
         fused = _fuse(z, self.ca)
-        return ModelOutput(self.head(fused), {**z, "fused": fused})
+        features = {**z, "fused": fused}
+        if self.clinical_head is not None:
+            features["clinical_pred"] = self.clinical_head(fused)
+        return ModelOutput(self.head(fused), features)
+
+    def clinical_loss(self, output: ModelOutput, clinical: Tensor) -> Tensor:
+        """Unweighted `L_clinical` of a forward pass (needs `clinical_weight > 0`)."""
+        if self.clinical_head is None:
+            raise RuntimeError("this teacher has no clinical-prediction head (clinical_weight is 0)")
+        return self._clinical_loss(output.features["clinical_pred"], clinical)
 
 
 class Student(nn.Module):

@@ -78,6 +78,7 @@ def model_kwargs(model_cfg: dict, phases: tuple[str, ...], in_shape_zyx: tuple[i
         kwargs["ca_kwargs"] = dict(model_cfg.get("cross_attention", {}))
     if n_clinical is not None:
         kwargs["n_clinical"] = n_clinical
+        kwargs.update(model_cfg.get("teacher", {}))  # teacher-only options (cmdnet.models.Teacher), docs/teacher.md
     return kwargs
 
 
