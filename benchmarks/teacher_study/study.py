@@ -58,12 +58,18 @@ VARIANTS: dict[str, dict] = {
     "affine_pre": {"teacher": {"fusion": "affine", "fusion_point": "pre_activation"}},
     "recon": {"teacher": {"clinical_weight": 1.0}},
     "affine_pre_recon": {"teacher": {"fusion": "affine", "fusion_point": "pre_activation", "clinical_weight": 1.0}},
+    "parallel": {"teacher": {"clinical_path": "parallel"}},
+    "parallel_affine_pre": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
+                                        "fusion_point": "pre_activation"}},
+    "parallel_affine_pre_recon": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
+                                              "fusion_point": "pre_activation", "clinical_weight": 1.0}},
 }
 
 # Diagnostics: what limits today's teacher. `images` / `clinical` replace that input by zeros (the teacher then
 # sees one modality through the same network); `he_init` re-initialises the clinical FC chain with He init.
 DIAGNOSTICS: dict[str, dict] = {
     "zero_images": {"zero": "images"},
+    "shuffled_images": {"shuffle": "images"},
     "zero_clinical": {"zero": "clinical"},
     "he_init": {"he_init": True},
 }
@@ -113,6 +119,8 @@ def run_diagnostic(data: MviData, folds: pd.DataFrame, fold: int, spec: dict, mo
             a.images = np.zeros_like(a.images)
         if spec.get("zero") == "clinical":
             a.clinical = np.zeros_like(a.clinical)
+        if spec.get("shuffle") == "images":  # images of other patients of the same split: no image signal left
+            a.images = a.images[np.random.default_rng(seed + fold).permutation(len(a.images))]
         return a
 
     train, val, test = arrays(fit_ids), arrays(val_ids), arrays(test_ids)
@@ -134,6 +142,18 @@ def run_diagnostic(data: MviData, folds: pd.DataFrame, fold: int, spec: dict, mo
     return out, _selected(result.history, result.best_epoch), result.best_epoch
 
 
+def permuted(data: MviData, test_ids: list[str], what: str, seed: int) -> MviData:
+    """A copy of `data` in which the test patients' clinical rows or images are permuted among themselves."""
+    order = np.random.default_rng(seed).permutation(len(test_ids))
+    clinical, images = data.clinical.copy(), data.images.copy()
+    if what == "clinical":
+        clinical.loc[test_ids] = data.clinical.loc[[test_ids[i] for i in order]].to_numpy()
+    else:
+        rows = np.array([data.patient_ids.index(p) for p in test_ids])
+        images[rows] = data.images[rows[order]]
+    return MviData(images, data.phases, data.patient_ids, data.labels, clinical, data.dictionary)
+
+
 def run_variant(name: str, data: MviData, folds: pd.DataFrame, fold_list: list[int], cfg: dict, tmp: Path,
                 students: list[str]) -> list[dict]:
     spec = {**VARIANTS, **DIAGNOSTICS}[name]
@@ -141,6 +161,7 @@ def run_variant(name: str, data: MviData, folds: pd.DataFrame, fold_list: list[i
     train_cfg = merged(cfg["mvi"]["training"], spec.get("training", {}))
     seed, inner = cfg["seed"], cfg["folds"]["inner_validation_fraction"]
     oof, vals, epochs, secs = [], [], [], []
+    perm: dict[str, list[pd.DataFrame]] = {"clinical": [], "images": []}
     student_oof: dict[str, list[pd.DataFrame]] = {s: [] for s in students}
     for fold in fold_list:
         tic = time.perf_counter()
@@ -154,6 +175,9 @@ def run_variant(name: str, data: MviData, folds: pd.DataFrame, fold_list: list[i
             best = info["best_epoch"]
             val_auc = _selected(pd.read_csv(hist), best)
             pred = predict_fold(model, data, folds, fold)
+            test_ids = pred["patient_id"].tolist()
+            for what in perm:  # how much the teacher relies on each input: AUC with it permuted among test patients
+                perm[what].append(predict_fold(model, permuted(data, test_ids, what, seed + fold), folds, fold))
         secs.append(time.perf_counter() - tic)
         oof.append(pred)
         vals.append(val_auc)
@@ -169,6 +193,9 @@ def run_variant(name: str, data: MviData, folds: pd.DataFrame, fold_list: list[i
     rows = [{"variant": name, "model": "teacher", "pooled_auc": pooled_auc(pred), "fold_auc": fold_auc(pred),
              "val_auc": float(np.mean(vals)), "best_epochs": " ".join(map(str, epochs)),
              "seconds_per_fold": float(np.mean(secs)), "spec": json.dumps(spec, sort_keys=True)}]
+    for what, frames in perm.items():
+        if frames:
+            rows[0][f"auc_{what}_permuted"] = pooled_auc(pd.concat(frames, ignore_index=True))
     for s, frames in student_oof.items():
         p = pd.concat(frames, ignore_index=True)
         rows.append({"variant": name, "model": s, "pooled_auc": pooled_auc(p), "fold_auc": fold_auc(p),

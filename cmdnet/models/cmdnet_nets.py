@@ -42,6 +42,8 @@ from cmdnet.models.output import ModelOutput
 
 ClinicalScale = Literal["one_plus_tanh", "sigmoid2", "raw"]
 CLINICAL_SCALES: tuple[str, ...] = ("one_plus_tanh", "sigmoid2", "raw")
+ClinicalPath = Literal["chain", "parallel"]
+CLINICAL_PATHS: tuple[str, ...] = ("chain", "parallel")
 FusionKind = Literal["scale", "affine"]
 FUSION_KINDS: tuple[str, ...] = ("scale", "affine")
 FusionPoint = Literal["block_output", "pre_activation"]
@@ -97,24 +99,33 @@ class MRIEncoder(nn.Module):
 
 
 class ClinicalScales(nn.Module):
-    """Four chained FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors.
+    """Four FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors.
 
-    `activations(c)` returns the pre-activations `a_k` (`a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`);
-    `forward(c)` returns the scales `g(a_k)` of `clinical_scale`.
+    `clinical_path="chain"`: the layers are chained, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`;
+    `"parallel"`: each layer reads the clinical vector itself, `a_k = FC_k(c)` (the paper's "applies four FC
+    layers on the input clinical data to obtain four feature maps" read literally: every block's scale is one
+    linear map of the items away from them, as in a logistic regression).
+    `activations(c)` returns the pre-activations `a_k`; `forward(c)` the scales `g(a_k)` of `clinical_scale`.
     """
 
-    def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh"):
+    def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh",
+                 clinical_path: ClinicalPath = "chain"):
         super().__init__()
         if n_clinical < 1:
             raise ValueError(f"n_clinical must be positive, got {n_clinical}")
         if clinical_scale not in CLINICAL_SCALES:
             raise ValueError(f"clinical_scale must be one of {CLINICAL_SCALES}, got {clinical_scale!r}")
+        if clinical_path not in CLINICAL_PATHS:
+            raise ValueError(f"clinical_path must be one of {CLINICAL_PATHS}, got {clinical_path!r}")
         self.n_clinical = n_clinical
         self.clinical_scale = clinical_scale
-        ins = (n_clinical, *channels[:-1])
+        self.clinical_path = clinical_path
+        ins = (n_clinical, *channels[:-1]) if clinical_path == "chain" else (n_clinical,) * len(channels)
         self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, channels))
 
     def activations(self, clinical: Tensor) -> list[Tensor]:
+        if self.clinical_path == "parallel":
+            return [fc(clinical) for fc in self.fcs]
         out = []
         h = clinical
         for k, fc in enumerate(self.fcs):
@@ -163,8 +174,8 @@ class MRIClinicalFusionEncoder(nn.Module):
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], width: float = 1.0,
                  feature_dim: int = 512, norm: NormKind = "batch",
-                 clinical_scale: ClinicalScale = "one_plus_tanh", fusion: FusionKind = "scale",
-                 fusion_point: FusionPoint = "block_output"):
+                 clinical_scale: ClinicalScale = "one_plus_tanh", clinical_path: ClinicalPath = "chain",
+                 fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output"):
         super().__init__()
         if fusion not in FUSION_KINDS:
             raise ValueError(f"fusion must be one of {FUSION_KINDS}, got {fusion!r}")
@@ -172,7 +183,7 @@ class MRIClinicalFusionEncoder(nn.Module):
             raise ValueError(f"fusion_point must be one of {FUSION_POINTS}, got {fusion_point!r}")
         self.image = MRIEncoder(in_shape_zyx=in_shape_zyx, in_channels=1, width=width,
                                 feature_dim=feature_dim, norm=norm)
-        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale)
+        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale, clinical_path)
         self.fusion = fusion
         self.fusion_point = fusion_point
         self.shifts = None
@@ -240,8 +251,8 @@ class Teacher(nn.Module):
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"),
                  use_ca: bool = True, width: float = 1.0, feature_dim: int = 512, n_classes: int = 3,
                  norm: NormKind = "batch", clinical_scale: ClinicalScale = "one_plus_tanh",
-                 fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output",
-                 head_hidden: int = 256, dropout: float = 0.0, clinical_weight: float = 0.0,
+                 clinical_path: ClinicalPath = "chain", fusion: FusionKind = "scale",
+                 fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0, clinical_weight: float = 0.0,
                  ca_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
         self.phases = check_phases(phases)
@@ -258,8 +269,8 @@ class Teacher(nn.Module):
         self.encoders = nn.ModuleDict({
             _phase_key(p): MRIClinicalFusionEncoder(n_clinical, in_shape_zyx=in_shape_zyx, width=width,
                                                     feature_dim=feature_dim, norm=norm,
-                                                    clinical_scale=clinical_scale, fusion=fusion,
-                                                    fusion_point=fusion_point)
+                                                    clinical_scale=clinical_scale, clinical_path=clinical_path,
+                                                    fusion=fusion, fusion_point=fusion_point)
             for p in self.phases})
         self.ca = (CrossAttention(feature_dim, **dict(ca_kwargs or {}))
                    if use_ca and len(self.phases) == 2 else None)

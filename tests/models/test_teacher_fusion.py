@@ -12,19 +12,20 @@ from cmdnet.training.tasks import SupervisedTask
 
 SHAPE = (12, 24, 24)
 N_CLIN = 6
-READINGS = [("scale", "block_output"), ("scale", "pre_activation"), ("affine", "block_output"),
-            ("affine", "pre_activation")]
+READINGS = [("scale", "block_output", "chain"), ("scale", "pre_activation", "chain"),
+            ("affine", "block_output", "chain"), ("affine", "pre_activation", "chain"),
+            ("scale", "block_output", "parallel"), ("affine", "pre_activation", "parallel")]
 
 
 def _images(batch=4, phases=2, seed=0):
     return torch.randn(batch, phases, *SHAPE, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("fusion,point", READINGS)
-def test_changing_one_patients_clinical_vector_changes_that_patients_output_only(fusion, point):
+@pytest.mark.parametrize("fusion,point,path", READINGS)
+def test_changing_one_patients_clinical_vector_changes_that_patients_output_only(fusion, point, path):
     torch.manual_seed(0)
     model = Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, fusion=fusion, fusion_point=point,
-                    ca_kwargs={"n_tokens": 4}).eval()
+                    clinical_path=path, ca_kwargs={"n_tokens": 4}).eval()
     if fusion == "affine":  # the shift starts at zero; give it weights so the test sees it act
         for enc in model.encoders.values():
             for lin in enc.shifts:
@@ -38,17 +39,25 @@ def test_changing_one_patients_clinical_vector_changes_that_patients_output_only
     assert torch.equal(a.logits[1:], b.logits[1:]), f"{fusion}/{point}: other patients' outputs moved"
 
 
-@pytest.mark.parametrize("fusion,point", READINGS)
-def test_gradients_of_the_class_loss_reach_every_clinical_layer(fusion, point):
+@pytest.mark.parametrize("fusion,point,path", READINGS)
+def test_gradients_of_the_class_loss_reach_every_clinical_layer(fusion, point, path):
     torch.manual_seed(0)
     model = Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, fusion=fusion, fusion_point=point,
-                    ca_kwargs={"n_tokens": 4})
+                    clinical_path=path, ca_kwargs={"n_tokens": 4})
     out = model(_images(), torch.randn(4, N_CLIN))
     FocalLoss(gamma=2.0)(out.logits, torch.tensor([0, 1, 2, 1])).backward()
     clinical_params = {n: p for n, p in model.named_parameters() if ".clinical." in n or ".shifts." in n}
     assert clinical_params, "the teacher has no clinical path"
     dead = [n for n, p in clinical_params.items() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, f"{fusion}/{point}: no gradient reached {dead}"
+
+
+def test_parallel_clinical_layers_each_read_the_clinical_vector():
+    from cmdnet.models import ClinicalScales
+    layer = ClinicalScales(N_CLIN, (4, 8, 16, 16), "raw", "parallel")
+    c = torch.randn(3, N_CLIN)
+    assert all(fc.in_features == N_CLIN for fc in layer.fcs)
+    assert all(torch.allclose(s, fc(c)) for s, fc in zip(layer(c), layer.fcs))
 
 
 def test_affine_fusion_starts_as_the_papers_product():
@@ -82,6 +91,8 @@ def test_unknown_fusion_options_are_refused():
         Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, fusion="concat")
     with pytest.raises(ValueError, match="fusion_point must be one of"):
         Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, fusion_point="input")
+    with pytest.raises(ValueError, match="clinical_path must be one of"):
+        Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, clinical_path="tree")
     with pytest.raises(ValueError, match="clinical_weight"):
         Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, clinical_weight=-1.0)
 
