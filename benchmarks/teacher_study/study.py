@@ -61,6 +61,26 @@ VARIANTS: dict[str, dict] = {
     "parallel": {"teacher": {"clinical_path": "parallel"}},
     "parallel_affine_pre": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
                                         "fusion_point": "pre_activation"}},
+    "parallel_cdrop": {"teacher": {"clinical_path": "parallel", "clinical_dropout": 0.5}},
+    "parallel_cdrop_hdrop": {"teacher": {"clinical_path": "parallel", "clinical_dropout": 0.5, "dropout": 0.5}},
+    "parallel_affine_pre_cdrop": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
+                                              "fusion_point": "pre_activation", "clinical_dropout": 0.5}},
+    "parallel_head": {"teacher": {"clinical_path": "parallel", "clinical_to_head": True}},
+    "parallel_valloss": {"teacher": {"clinical_path": "parallel"}, "training": {"selection_metric": "val_loss"}},
+    "parallel_zero": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero"}},
+    "parallel_affine_pre_zero": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero", "fusion": "affine",
+                                             "fusion_point": "pre_activation"}},
+    "parallel_label": {"teacher": {"clinical_path": "parallel", "clinical_weight": 1.0, "clinical_target": "label"}},
+    "parallel_zero_label": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero", "clinical_weight": 1.0,
+                                        "clinical_target": "label"}},
+    "parallel_recon01": {"teacher": {"clinical_path": "parallel", "clinical_weight": 0.1}},
+    "parallel_zero_valloss": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero"},
+                              "training": {"selection_metric": "val_loss"}},
+    "parallel_zero_e16": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero"}, "training": {"epochs": 16}},
+    "baseline_valloss": {"training": {"selection_metric": "val_loss"}},
+    "parallel_affine_pre_zero_valloss": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
+                                                     "fusion": "affine", "fusion_point": "pre_activation"},
+                                         "training": {"selection_metric": "val_loss"}},
     "parallel_affine_pre_recon": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
                                               "fusion_point": "pre_activation", "clinical_weight": 1.0}},
 }
@@ -224,10 +244,13 @@ def main() -> None:
     ap.add_argument("--lr", action="store_true", help="also the clinical-only LR (C by inner CV and C = 1)")
     ap.add_argument("--folds", default="0,1,2,3,4")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=None, help="training seed instead of config.yaml's (folds stay)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = read_config()
+    if args.seed is not None:
+        cfg["seed"] = args.seed
     data, folds = load(args.workdir)
     fold_list = [int(f) for f in args.folds.split(",")]
     students = [s for s in args.students.split(",") if s]
@@ -259,8 +282,11 @@ def main() -> None:
     out = pd.DataFrame(rows)
     out.insert(0, "workdir", args.workdir.name)
     out.insert(1, "folds", args.folds)
+    out.insert(2, "seed", cfg["seed"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+    if args.out.exists():  # append, keeping the columns of earlier runs aligned
+        out = pd.concat([pd.read_csv(args.out), out], ignore_index=True)
+    out.to_csv(args.out, index=False)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ from cmdnet.models.output import ModelOutput
 
 ClinicalScale = Literal["one_plus_tanh", "sigmoid2", "raw"]
 CLINICAL_SCALES: tuple[str, ...] = ("one_plus_tanh", "sigmoid2", "raw")
+ClinicalTarget = Literal["reconstruct", "label"]
+CLINICAL_TARGETS: tuple[str, ...] = ("reconstruct", "label")
+ClinicalInit = Literal["random", "zero"]
+CLINICAL_INITS: tuple[str, ...] = ("random", "zero")
 ClinicalPath = Literal["chain", "parallel"]
 CLINICAL_PATHS: tuple[str, ...] = ("chain", "parallel")
 FusionKind = Literal["scale", "affine"]
@@ -109,7 +113,7 @@ class ClinicalScales(nn.Module):
     """
 
     def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh",
-                 clinical_path: ClinicalPath = "chain"):
+                 clinical_path: ClinicalPath = "chain", clinical_init: ClinicalInit = "random"):
         super().__init__()
         if n_clinical < 1:
             raise ValueError(f"n_clinical must be positive, got {n_clinical}")
@@ -117,11 +121,17 @@ class ClinicalScales(nn.Module):
             raise ValueError(f"clinical_scale must be one of {CLINICAL_SCALES}, got {clinical_scale!r}")
         if clinical_path not in CLINICAL_PATHS:
             raise ValueError(f"clinical_path must be one of {CLINICAL_PATHS}, got {clinical_path!r}")
+        if clinical_init not in CLINICAL_INITS:
+            raise ValueError(f"clinical_init must be one of {CLINICAL_INITS}, got {clinical_init!r}")
         self.n_clinical = n_clinical
         self.clinical_scale = clinical_scale
         self.clinical_path = clinical_path
         ins = (n_clinical, *channels[:-1]) if clinical_path == "chain" else (n_clinical,) * len(channels)
         self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, channels))
+        if clinical_init == "zero":
+            for fc in self.fcs:
+                nn.init.zeros_(fc.weight)
+                nn.init.zeros_(fc.bias)
 
     def activations(self, clinical: Tensor) -> list[Tensor]:
         if self.clinical_path == "parallel":
@@ -175,7 +185,8 @@ class MRIClinicalFusionEncoder(nn.Module):
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], width: float = 1.0,
                  feature_dim: int = 512, norm: NormKind = "batch",
                  clinical_scale: ClinicalScale = "one_plus_tanh", clinical_path: ClinicalPath = "chain",
-                 fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output"):
+                 clinical_init: ClinicalInit = "random", fusion: FusionKind = "scale",
+                 fusion_point: FusionPoint = "block_output"):
         super().__init__()
         if fusion not in FUSION_KINDS:
             raise ValueError(f"fusion must be one of {FUSION_KINDS}, got {fusion!r}")
@@ -183,7 +194,7 @@ class MRIClinicalFusionEncoder(nn.Module):
             raise ValueError(f"fusion_point must be one of {FUSION_POINTS}, got {fusion_point!r}")
         self.image = MRIEncoder(in_shape_zyx=in_shape_zyx, in_channels=1, width=width,
                                 feature_dim=feature_dim, norm=norm)
-        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale, clinical_path)
+        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale, clinical_path, clinical_init)
         self.fusion = fusion
         self.fusion_point = fusion_point
         self.shifts = None
@@ -243,16 +254,22 @@ class Teacher(nn.Module):
     follow `phases`. `ca_kwargs` go to `CrossAttention` (n_tokens, softmax, scaling, residual).
     `clinical_scale`, `fusion`, `fusion_point` choose the reading of Eq. 1 (`MRIClinicalFusionEncoder`).
 
-    `clinical_weight > 0` adds the clinical-prediction head of `L_clinical` (`cmdnet.losses.clinical`): a
-    linear map `fused -> n_clinical`, output as `features["clinical_pred"]`; `clinical_loss(output, clinical)`
-    gives the unweighted term and the training task adds `clinical_weight` times it to the focal loss.
+    `clinical_weight > 0` adds the head of `L_clinical`, the "clinical data prediction" term of Eq. 6's text:
+    `clinical_target="reconstruct"`: a linear map `fused -> n_clinical` predicting the (preprocessed) clinical
+    vector, output as `features["clinical_pred"]`, scored by `cmdnet.losses.clinical.ClinicalPredictionLoss`;
+    `"label"`: a linear map from the clinical path's activations `a_k` (all blocks, all phases) to the
+    classes, output as `features["clinical_logits"]`, scored by the task's label loss (focal).
+    `clinical_loss(output, clinical, labels, label_loss)` gives the unweighted term; the training task adds
+    `clinical_weight` times it to the focal loss.
     """
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"),
                  use_ca: bool = True, width: float = 1.0, feature_dim: int = 512, n_classes: int = 3,
                  norm: NormKind = "batch", clinical_scale: ClinicalScale = "one_plus_tanh",
-                 clinical_path: ClinicalPath = "chain", fusion: FusionKind = "scale",
-                 fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0, clinical_weight: float = 0.0,
+                 clinical_path: ClinicalPath = "chain", clinical_init: ClinicalInit = "random",
+                 fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0,
+                 clinical_dropout: float = 0.0, clinical_to_head: bool = False, clinical_weight: float = 0.0,
+                 clinical_target: ClinicalTarget = "reconstruct",
                  ca_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
         self.phases = check_phases(phases)
@@ -261,42 +278,67 @@ class Teacher(nn.Module):
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= clinical_dropout < 1.0:
+            raise ValueError(f"clinical_dropout must be in [0, 1), got {clinical_dropout}")
         if head_hidden < 1:
             raise ValueError(f"head_hidden must be positive, got {head_hidden}")
         if not (isinstance(clinical_weight, (int, float)) and clinical_weight >= 0):
             raise ValueError(f"clinical_weight must be a number >= 0, got {clinical_weight!r}")
+        if clinical_target not in CLINICAL_TARGETS:
+            raise ValueError(f"clinical_target must be one of {CLINICAL_TARGETS}, got {clinical_target!r}")
         self.n_clinical = n_clinical
+        self.clinical_dropout = nn.Dropout(clinical_dropout)
         self.encoders = nn.ModuleDict({
             _phase_key(p): MRIClinicalFusionEncoder(n_clinical, in_shape_zyx=in_shape_zyx, width=width,
                                                     feature_dim=feature_dim, norm=norm,
                                                     clinical_scale=clinical_scale, clinical_path=clinical_path,
-                                                    fusion=fusion, fusion_point=fusion_point)
+                                                    clinical_init=clinical_init, fusion=fusion,
+                                                    fusion_point=fusion_point)
             for p in self.phases})
         self.ca = (CrossAttention(feature_dim, **dict(ca_kwargs or {}))
                    if use_ca and len(self.phases) == 2 else None)
         fused_dim = feature_dim * len(self.phases)
-        self.head = nn.Sequential(nn.Linear(fused_dim, head_hidden), nn.ReLU(inplace=True),
+        self.clinical_to_head = bool(clinical_to_head)
+        head_in = fused_dim + (n_clinical if clinical_to_head else 0)
+        self.head = nn.Sequential(nn.Linear(head_in, head_hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(head_hidden, n_classes))
         self.clinical_weight = float(clinical_weight)
-        self.clinical_head = nn.Linear(fused_dim, n_clinical) if clinical_weight > 0 else None
+        self.clinical_target = clinical_target
+        self.clinical_head = None
+        if clinical_weight > 0 and clinical_target == "reconstruct":
+            self.clinical_head = nn.Linear(fused_dim, n_clinical)
+        elif clinical_weight > 0:
+            n_activations = len(self.phases) * sum(next(iter(self.encoders.values())).image.channels)
+            self.clinical_head = nn.Linear(n_activations, n_classes)
         self._clinical_loss = ClinicalPredictionLoss()
 
     def forward(self, images: Tensor, clinical: Tensor | None = None) -> ModelOutput:
         check_images(images, len(self.phases), self.in_shape_zyx)
         clinical = check_clinical(clinical, self.n_clinical, images.shape[0])
-        z = {_phase_key(p): self.encoders[_phase_key(p)](images[:, i:i + 1], clinical)
+        seen = self.clinical_dropout(clinical)  # both phases see the same items dropped
+        z = {_phase_key(p): self.encoders[_phase_key(p)](images[:, i:i + 1], seen)
              for i, p in enumerate(self.phases)}
         fused = _fuse(z, self.ca)
         features = {**z, "fused": fused}
-        if self.clinical_head is not None:
+        if self.clinical_head is not None and self.clinical_target == "reconstruct":
             features["clinical_pred"] = self.clinical_head(fused)
-        return ModelOutput(self.head(fused), features)
+        elif self.clinical_head is not None:
+            a = [a_k for p in self.phases for a_k in self.encoders[_phase_key(p)].clinical.activations(seen)]
+            features["clinical_logits"] = self.clinical_head(torch.cat(a, dim=1))
+        head_in = torch.cat([fused, seen], dim=1) if self.clinical_to_head else fused
+        return ModelOutput(self.head(head_in), features)
 
-    def clinical_loss(self, output: ModelOutput, clinical: Tensor) -> Tensor:
-        """Unweighted `L_clinical` of a forward pass (needs `clinical_weight > 0`)."""
+    def clinical_loss(self, output: ModelOutput, clinical: Tensor, labels: Tensor | None = None,
+                      label_loss: nn.Module | None = None) -> Tensor:
+        """Unweighted `L_clinical` of a forward pass (needs `clinical_weight > 0`; the "label" target needs
+        `labels (B,)` and the `label_loss(logits, labels)` the main output is trained with)."""
         if self.clinical_head is None:
             raise RuntimeError("this teacher has no clinical-prediction head (clinical_weight is 0)")
-        return self._clinical_loss(output.features["clinical_pred"], clinical)
+        if self.clinical_target == "reconstruct":
+            return self._clinical_loss(output.features["clinical_pred"], clinical)
+        if labels is None or label_loss is None:
+            raise ValueError("clinical_target='label' needs the labels and the label loss")
+        return label_loss(output.features["clinical_logits"], labels)
 
 
 class Student(nn.Module):

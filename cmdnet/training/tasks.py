@@ -78,7 +78,8 @@ class SupervisedTask:
             total = total + getattr(self.model, "aux_weight", 1.0) * aux_loss
             terms["stagewise"] = aux_loss.item()
         if self.uses_clinical and getattr(self.model, "clinical_weight", 0.0) > 0:  # L_clinical (teacher)
-            clinical = self.model.clinical_weight * self.model.clinical_loss(out, batch["clinical"])
+            clinical = self.model.clinical_weight * self.model.clinical_loss(out, batch["clinical"], batch["labels"],
+                                                                             self.focal)
             total = total + clinical
             terms["clinical"] = clinical.item()
         terms["loss"] = total.item()

@@ -54,7 +54,7 @@ def test_test_fold_patients_cannot_influence_the_clinical_lr_model(tmp_path, fol
     """Scrambling the test fold's clinical values and labels leaves the fitted model unchanged; changing a
     training patient changes it (so the check can fail)."""
     data = cohort()
-    train_clinical_lr_fold(data, folds, 0, seed=0, out_model=tmp_path / "a.json")
+    train_clinical_lr_fold(data, folds, 0, c="cv", seed=0, out_model=tmp_path / "a.json")
     test_ids = folds.loc[folds["fold"] == 0, "patient_id"].tolist()
     train_ids = folds.loc[folds["fold"] != 0, "patient_id"].tolist()
 
@@ -62,7 +62,7 @@ def test_test_fold_patients_cannot_influence_the_clinical_lr_model(tmp_path, fol
     scrambled.clinical.loc[test_ids, "afp"] = 1e4
     scrambled.clinical.loc[test_ids, "albumin"] = np.nan
     scrambled.labels.loc[test_ids] = 2
-    train_clinical_lr_fold(scrambled, folds, 0, seed=0, out_model=tmp_path / "b.json")
+    train_clinical_lr_fold(scrambled, folds, 0, c="cv", seed=0, out_model=tmp_path / "b.json")
     (pre_a, lr_a, _), (pre_b, lr_b, _) = load_clinical_lr(tmp_path / "a.json"), load_clinical_lr(tmp_path / "b.json")
     assert pre_a.to_dict() == pre_b.to_dict(), "test-fold values reached the clinical preprocessor"
     assert np.array_equal(lr_a.coef_, lr_b.coef_), "test-fold patients changed the regression"
@@ -95,8 +95,8 @@ def test_a_model_file_of_another_fold_is_refused(tmp_path, folds):
 
 def test_c_is_chosen_on_the_training_patients_from_the_grid_and_is_deterministic(tmp_path, folds):
     data = cohort()
-    a = train_clinical_lr_fold(data, folds, 0, seed=3, out_model=tmp_path / "a.json")
-    b = train_clinical_lr_fold(data, folds, 0, seed=3, out_model=tmp_path / "b.json")
+    a = train_clinical_lr_fold(data, folds, 0, c="cv", seed=3, out_model=tmp_path / "a.json")
+    b = train_clinical_lr_fold(data, folds, 0, c="cv", seed=3, out_model=tmp_path / "b.json")
     assert a["C"] in C_GRID and a["C"] == b["C"]
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text(), "same seed, same model file"
 
