@@ -48,6 +48,9 @@ PHASES = ["PRE", "HBP"]
 
 # Teacher variants: `teacher` = keyword arguments of cmdnet.models.Teacher (mvi.model.teacher), `training` =
 # changes to mvi.training for the teacher only.
+# "baseline" is the teacher before this study (chained clinical layers, PyTorch's random init, val_auc selection);
+# variants not naming clinical_path / clinical_init inherit the baseline's (they were run before the defaults moved).
+BASELINE = {"clinical_path": "chain", "clinical_init": "random"}
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "epochs16": {"training": {"epochs": 16}},
@@ -81,6 +84,12 @@ VARIANTS: dict[str, dict] = {
     "parallel_affine_pre_zero_valloss": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
                                                      "fusion": "affine", "fusion_point": "pre_activation"},
                                          "training": {"selection_metric": "val_loss"}},
+    "parallel_zero_valloss_recon01": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
+                                                  "clinical_weight": 0.1},
+                                      "training": {"selection_metric": "val_loss"}},
+    "parallel_zero_valloss_recon1": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
+                                                 "clinical_weight": 1.0},
+                                     "training": {"selection_metric": "val_loss"}},
     "parallel_affine_pre_recon": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
                                               "fusion_point": "pre_activation", "clinical_weight": 1.0}},
 }
@@ -177,7 +186,7 @@ def permuted(data: MviData, test_ids: list[str], what: str, seed: int) -> MviDat
 def run_variant(name: str, data: MviData, folds: pd.DataFrame, fold_list: list[int], cfg: dict, tmp: Path,
                 students: list[str]) -> list[dict]:
     spec = {**VARIANTS, **DIAGNOSTICS}[name]
-    model_cfg = merged(cfg["mvi"]["model"], {"teacher": spec.get("teacher", {})})
+    model_cfg = merged(cfg["mvi"]["model"], {"teacher": {**BASELINE, **spec.get("teacher", {})}})
     train_cfg = merged(cfg["mvi"]["training"], spec.get("training", {}))
     seed, inner = cfg["seed"], cfg["folds"]["inner_validation_fraction"]
     oof, vals, epochs, secs = [], [], [], []

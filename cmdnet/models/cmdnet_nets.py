@@ -7,18 +7,28 @@ Reading of the paper used here (choices the paper leaves open are marked "choice
   work), then one `3x3x3` conv + norm + ReLU, global average pooling and one FC layer to a `feature_dim`
   (512) vector Z. Z is left linear (choice: no ReLU), because Eq. 5 turns it into a softmax distribution
   and a ReLU would pin many entries to the same value.
-- Clinical path (fusion module, Eq. 1): four FC layers chained as
-  `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`, with `a_k` of 64, 128, 256, 256 values (times `width`),
-  i.e. of the size of block k's channels. The scale vector of block k is `C_k = g(a_k)` and block k's output
-  is multiplied channel-wise, `Y_i = C_i * X_i` (Eq. 1), before the following pool.
+- Clinical path (fusion module, Eq. 1): "four FC layers on the input clinical data ... which feature
+  channels are 64, 128, 256, and 256" (times `width`), one per image block. Choice (`clinical_path`):
+  `"parallel"` (default) reads this literally, every layer maps the clinical vector itself, `a_k = FC_k(c)`;
+  `"chain"` stacks them, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))` (this module's reading before
+  docs/teacher.md's study). The scale vector of block k is `C_k = g(a_k)` and block k's output is multiplied
+  channel-wise, `Y_i = C_i * X_i` (Eq. 1), before the following pool.
   Choice of `g` (`clinical_scale`): `"one_plus_tanh"` (default) `1 + tanh(a)` in (0, 2), `"sigmoid2"`
   `2 * sigmoid(a)` in (0, 2), or `"raw"` `g(a) = a` as written in the paper. The bounded forms keep every
-  channel's sign (a negative scale would flip a post-ReLU map) and are centred on 1 at `a = 0`, so at
-  initialisation the fusion module behaves like the image-only module modulated by the clinical data
-  (the same motivation as DAFT's affine scale), instead of multiplying the maps by near-zero random numbers.
+  channel's sign (a negative scale would flip a post-ReLU map) and are centred on 1 at `a = 0`.
+  Choice (`clinical_init`): `"zero"` (default) starts every clinical FC layer at zero, so every scale starts at
+  exactly 1 and the fusion module at exactly the MRI-only module; the clinical items then enter as far as the
+  loss gradient takes them, as the weights of a logistic regression grow from zero. `"random"` (PyTorch's
+  default init) starts from random per-patient channel gains, 0.13-1.8 at block 1 on the default cohort:
+  noise from 111 mostly uninformative features that training must first undo (docs/teacher.md).
+  Options beyond the paper (`fusion="affine"`: a DAFT-style shift as well; `fusion_point="pre_activation"`:
+  modulate before the block's last ReLU) are kept for study; the defaults are the paper's product.
 - Teacher: one fusion module per phase (separate weights), CA between Z_hbp (X) and Z_pre (Y), concatenation
   `[X_hat, Y_hat]`, then two FC layers (`2*feature_dim -> head_hidden -> n_classes`, ReLU and dropout
-  between). Student: one MRI-only module per phase, CA, concatenation, one FC layer (as the paper).
+  between). Study options, off by default: `clinical_dropout` (drop items of the clinical vector while
+  training), `clinical_to_head` (the clinical vector also concatenated to the head's input: late fusion, not
+  the paper's). `clinical_weight > 0` adds the `L_clinical` head (see `Teacher`).
+- Student: one MRI-only module per phase, CA, concatenation, one FC layer (as the paper).
 - `features["hbp"]`, `features["pre"]` hold Z before CA (the outputs of the encoders, distilled by Eq. 5);
   `features["fused"]` holds the concatenation fed to the head (after CA).
 - With one phase (ablations w/o-hbp, w/o-pre) there is no CA and `fused` is that phase's Z.
@@ -105,15 +115,17 @@ class MRIEncoder(nn.Module):
 class ClinicalScales(nn.Module):
     """Four FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors.
 
-    `clinical_path="chain"`: the layers are chained, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`;
-    `"parallel"`: each layer reads the clinical vector itself, `a_k = FC_k(c)` (the paper's "applies four FC
-    layers on the input clinical data to obtain four feature maps" read literally: every block's scale is one
-    linear map of the items away from them, as in a logistic regression).
+    `clinical_path="parallel"` (default): each layer reads the clinical vector itself, `a_k = FC_k(c)` (the
+    paper's "applies four FC layers on the input clinical data to obtain four feature maps" read literally:
+    every block's scale is one linear map of the items, as in a logistic regression); `"chain"`: the layers
+    are stacked, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`.
+    `clinical_init="zero"` (default): weights and biases start at zero, so every scale starts at `g(0)`
+    (1 for the bounded forms); `"random"`: PyTorch's default init.
     `activations(c)` returns the pre-activations `a_k`; `forward(c)` the scales `g(a_k)` of `clinical_scale`.
     """
 
     def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh",
-                 clinical_path: ClinicalPath = "chain", clinical_init: ClinicalInit = "random"):
+                 clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero"):
         super().__init__()
         if n_clinical < 1:
             raise ValueError(f"n_clinical must be positive, got {n_clinical}")
@@ -184,8 +196,8 @@ class MRIClinicalFusionEncoder(nn.Module):
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], width: float = 1.0,
                  feature_dim: int = 512, norm: NormKind = "batch",
-                 clinical_scale: ClinicalScale = "one_plus_tanh", clinical_path: ClinicalPath = "chain",
-                 clinical_init: ClinicalInit = "random", fusion: FusionKind = "scale",
+                 clinical_scale: ClinicalScale = "one_plus_tanh", clinical_path: ClinicalPath = "parallel",
+                 clinical_init: ClinicalInit = "zero", fusion: FusionKind = "scale",
                  fusion_point: FusionPoint = "block_output"):
         super().__init__()
         if fusion not in FUSION_KINDS:
@@ -266,7 +278,7 @@ class Teacher(nn.Module):
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"),
                  use_ca: bool = True, width: float = 1.0, feature_dim: int = 512, n_classes: int = 3,
                  norm: NormKind = "batch", clinical_scale: ClinicalScale = "one_plus_tanh",
-                 clinical_path: ClinicalPath = "chain", clinical_init: ClinicalInit = "random",
+                 clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero",
                  fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0,
                  clinical_dropout: float = 0.0, clinical_to_head: bool = False, clinical_weight: float = 0.0,
                  clinical_target: ClinicalTarget = "reconstruct",

@@ -25,7 +25,7 @@ def _images(batch=4, phases=2, seed=0):
 def test_changing_one_patients_clinical_vector_changes_that_patients_output_only(fusion, point, path):
     torch.manual_seed(0)
     model = Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, fusion=fusion, fusion_point=point,
-                    clinical_path=path, ca_kwargs={"n_tokens": 4}).eval()
+                    clinical_path=path, clinical_init="random", ca_kwargs={"n_tokens": 4}).eval()
     if fusion == "affine":  # the shift starts at zero; give it weights so the test sees it act
         for enc in model.encoders.values():
             for lin in enc.shifts:
@@ -43,13 +43,29 @@ def test_changing_one_patients_clinical_vector_changes_that_patients_output_only
 def test_gradients_of_the_class_loss_reach_every_clinical_layer(fusion, point, path):
     torch.manual_seed(0)
     model = Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, fusion=fusion, fusion_point=point,
-                    clinical_path=path, ca_kwargs={"n_tokens": 4})
+                    clinical_path=path, clinical_init="random", ca_kwargs={"n_tokens": 4})
     out = model(_images(), torch.randn(4, N_CLIN))
     FocalLoss(gamma=2.0)(out.logits, torch.tensor([0, 1, 2, 1])).backward()
     clinical_params = {n: p for n, p in model.named_parameters() if ".clinical." in n or ".shifts." in n}
     assert clinical_params, "the teacher has no clinical path"
     dead = [n for n, p in clinical_params.items() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, f"{fusion}/{point}: no gradient reached {dead}"
+
+
+def test_default_teacher_starts_as_the_mri_only_path_and_its_first_step_reaches_every_clinical_weight():
+    """Zero-initialised parallel clinical layers: scale 1 everywhere at the start, yet the first gradient
+    reaches every clinical weight (each layer reads the clinical vector directly; a chain would not)."""
+    torch.manual_seed(0)
+    model = Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, ca_kwargs={"n_tokens": 4})
+    assert all(enc.clinical.clinical_path == "parallel" for enc in model.encoders.values())
+    images, clinical = _images(), torch.randn(4, N_CLIN)
+    scales = model.encoders["hbp"].clinical(clinical)
+    assert all(torch.equal(s, torch.ones_like(s)) for s in scales), "the default clinical path must start neutral"
+    out = model(images, clinical)
+    FocalLoss(gamma=2.0)(out.logits, torch.tensor([0, 1, 2, 1])).backward()
+    dead = [n for n, p in model.named_parameters() if ".clinical.fcs." in n and n.endswith("weight")
+            and not p.grad.abs().sum() > 0]
+    assert not dead, f"the first step leaves clinical weights without gradient: {dead}"
 
 
 def test_parallel_clinical_layers_each_read_the_clinical_vector():
