@@ -90,6 +90,13 @@ VARIANTS: dict[str, dict] = {
     "parallel_zero_valloss_recon1": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
                                                  "clinical_weight": 1.0},
                                      "training": {"selection_metric": "val_loss"}},
+    "parallel_zero_valloss_gain10": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
+                                                 "clinical_gain": 10.0},
+                                     "training": {"selection_metric": "val_loss"}},
+    "parallel_zero_gain10": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero", "clinical_gain": 10.0}},
+    "parallel_zero_valloss_head": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
+                                               "clinical_to_head": True},
+                                   "training": {"selection_metric": "val_loss"}},
     "parallel_affine_pre_recon": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
                                               "fusion_point": "pre_activation", "clinical_weight": 1.0}},
 }

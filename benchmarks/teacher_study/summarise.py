@@ -33,8 +33,9 @@ def main(paths: list[str]) -> None:
     students = d[d["model"] != "teacher"]
     if len(students[~students["model"].str.startswith("clinical_lr")]):
         s = students[~students["model"].str.startswith("clinical_lr")]
-        print(s.pivot_table(index=["variant", "model"], columns=["workdir", "seed"], values="pooled_auc").round(3)
-              .assign(mean=lambda t: t.mean(axis=1).round(3)).to_string())
+        table = s.pivot_table(index=["variant", "model"], columns=["workdir", "seed"], values="pooled_auc")
+        table.columns = [f"{w}/seed{k}" for w, k in table.columns]
+        print(table.assign(mean=table.mean(axis=1)).round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -121,12 +121,18 @@ class ClinicalScales(nn.Module):
     are stacked, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`.
     `clinical_init="zero"` (default): weights and biases start at zero, so every scale starts at `g(0)`
     (1 for the bounded forms); `"random"`: PyTorch's default init.
+    `clinical_gain`: `a_k = clinical_gain * FC_k(...)`. Adam's step does not grow with the gradient, so this
+    multiplies the effective learning rate of the clinical layers by `clinical_gain` (with zero init the
+    start is unchanged); see docs/teacher.md for why the clinical layers need it.
     `activations(c)` returns the pre-activations `a_k`; `forward(c)` the scales `g(a_k)` of `clinical_scale`.
     """
 
     def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh",
-                 clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero"):
+                 clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero",
+                 clinical_gain: float = 1.0):
         super().__init__()
+        if not (isinstance(clinical_gain, (int, float)) and clinical_gain > 0):
+            raise ValueError(f"clinical_gain must be a positive number, got {clinical_gain!r}")
         if n_clinical < 1:
             raise ValueError(f"n_clinical must be positive, got {n_clinical}")
         if clinical_scale not in CLINICAL_SCALES:
@@ -138,6 +144,7 @@ class ClinicalScales(nn.Module):
         self.n_clinical = n_clinical
         self.clinical_scale = clinical_scale
         self.clinical_path = clinical_path
+        self.clinical_gain = float(clinical_gain)
         ins = (n_clinical, *channels[:-1]) if clinical_path == "chain" else (n_clinical,) * len(channels)
         self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, channels))
         if clinical_init == "zero":
@@ -147,11 +154,11 @@ class ClinicalScales(nn.Module):
 
     def activations(self, clinical: Tensor) -> list[Tensor]:
         if self.clinical_path == "parallel":
-            return [fc(clinical) for fc in self.fcs]
+            return [self.clinical_gain * fc(clinical) for fc in self.fcs]
         out = []
         h = clinical
         for k, fc in enumerate(self.fcs):
-            h = fc(h if k == 0 else torch.relu(h))
+            h = self.clinical_gain * fc(h if k == 0 else torch.relu(h))
             out.append(h)
         return out
 
@@ -197,7 +204,7 @@ class MRIClinicalFusionEncoder(nn.Module):
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], width: float = 1.0,
                  feature_dim: int = 512, norm: NormKind = "batch",
                  clinical_scale: ClinicalScale = "one_plus_tanh", clinical_path: ClinicalPath = "parallel",
-                 clinical_init: ClinicalInit = "zero", fusion: FusionKind = "scale",
+                 clinical_init: ClinicalInit = "zero", clinical_gain: float = 1.0, fusion: FusionKind = "scale",
                  fusion_point: FusionPoint = "block_output"):
         super().__init__()
         if fusion not in FUSION_KINDS:
@@ -206,7 +213,8 @@ class MRIClinicalFusionEncoder(nn.Module):
             raise ValueError(f"fusion_point must be one of {FUSION_POINTS}, got {fusion_point!r}")
         self.image = MRIEncoder(in_shape_zyx=in_shape_zyx, in_channels=1, width=width,
                                 feature_dim=feature_dim, norm=norm)
-        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale, clinical_path, clinical_init)
+        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale, clinical_path, clinical_init,
+                                       clinical_gain)
         self.fusion = fusion
         self.fusion_point = fusion_point
         self.shifts = None
@@ -279,7 +287,8 @@ class Teacher(nn.Module):
                  use_ca: bool = True, width: float = 1.0, feature_dim: int = 512, n_classes: int = 3,
                  norm: NormKind = "batch", clinical_scale: ClinicalScale = "one_plus_tanh",
                  clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero",
-                 fusion: FusionKind = "scale", fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0,
+                 clinical_gain: float = 1.0, fusion: FusionKind = "scale",
+                 fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0,
                  clinical_dropout: float = 0.0, clinical_to_head: bool = False, clinical_weight: float = 0.0,
                  clinical_target: ClinicalTarget = "reconstruct",
                  ca_kwargs: Mapping[str, Any] | None = None):
@@ -304,8 +313,8 @@ class Teacher(nn.Module):
             _phase_key(p): MRIClinicalFusionEncoder(n_clinical, in_shape_zyx=in_shape_zyx, width=width,
                                                     feature_dim=feature_dim, norm=norm,
                                                     clinical_scale=clinical_scale, clinical_path=clinical_path,
-                                                    clinical_init=clinical_init, fusion=fusion,
-                                                    fusion_point=fusion_point)
+                                                    clinical_init=clinical_init, clinical_gain=clinical_gain,
+                                                    fusion=fusion, fusion_point=fusion_point)
             for p in self.phases})
         self.ca = (CrossAttention(feature_dim, **dict(ca_kwargs or {}))
                    if use_ca and len(self.phases) == 2 else None)
