@@ -97,6 +97,8 @@ VARIANTS: dict[str, dict] = {
     "parallel_zero_valloss_head": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero",
                                                "clinical_to_head": True},
                                    "training": {"selection_metric": "val_loss"}},
+    "parallel_zero_valloss_e16": {"teacher": {"clinical_path": "parallel", "clinical_init": "zero"},
+                                  "training": {"selection_metric": "val_loss", "epochs": 16}},
     "parallel_affine_pre_recon": {"teacher": {"clinical_path": "parallel", "fusion": "affine",
                                               "fusion_point": "pre_activation", "clinical_weight": 1.0}},
 }
@@ -296,7 +298,7 @@ def main() -> None:
                 rows.append(row)
                 print({k: v for k, v in row.items() if k != "spec"}, flush=True)
     out = pd.DataFrame(rows)
-    out.insert(0, "workdir", args.workdir.name)
+    out.insert(0, "workdir", args.workdir.resolve().name)
     out.insert(1, "folds", args.folds)
     out.insert(2, "seed", cfg["seed"])
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import pandas as pd
 
 def main(paths: list[str]) -> None:
     d = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    d["workdir"] = d["workdir"].astype(object).fillna("teacher")  # runs on the worktree's own (default) cohort
     d["seed"] = d["seed"].fillna(0).astype(int) if "seed" in d else 0
     d = d.drop_duplicates(["workdir", "seed", "variant", "model"], keep="last")
     lr = d[d["variant"] == "clinical_lr(c=1.0)"].groupby("workdir")["pooled_auc"].mean()

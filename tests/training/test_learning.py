@@ -38,6 +38,8 @@ ROI_CFG = {"crop_shape_xyz": [16, 16, 8], "margin_mm": 10.0, "normalisation": "z
 MODEL_CFG = {"width": 0.125, "feature_dim": 16, "norm": "batch", "cross_attention": {"n_tokens": 4}}
 TRAIN_CFG = {"epochs": 15, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 1,
              "augmentation": {"flip": True, "rotate_deg": 5.0, "intensity_jitter": 0.05}}
+# Teachers are selected by the inner-validation log loss, as the workflow's teachers are (docs/teacher.md).
+TEACHER_TRAIN_CFG = {**TRAIN_CFG, "selection_metric": "val_loss"}
 DISTILL_CFG = {"temperature": 4.0}
 
 
@@ -71,7 +73,7 @@ def pooled_student_auc(root: Path, dataset: Path, labels_path: Path, clinical: P
     for fold in range(K):
         out = root / f"fold{fold}"
         teacher = out / "teacher.pt"
-        train_teacher_fold(data, folds, fold, "teacher", MODEL_CFG, TRAIN_CFG, seed=0, inner_fraction=0.25,
+        train_teacher_fold(data, folds, fold, "teacher", MODEL_CFG, TEACHER_TRAIN_CFG, seed=0, inner_fraction=0.25,
                            out_model=teacher, out_history=out / "teacher.csv", progress=lambda _: None)
         train_method_fold(data, folds, fold, "ours", MODEL_CFG, TRAIN_CFG, DISTILL_CFG, seed=0, inner_fraction=0.25,
                           out_model=out / "ours.pt", out_history=out / "ours.csv", teacher_path=teacher,
