@@ -153,3 +153,24 @@ def test_supervised_task_adds_the_weighted_clinical_term_to_the_focal_loss():
     expected = 0.25 * model.clinical_loss(out, batch["clinical"]).item()
     assert terms["clinical"] == pytest.approx(expected, rel=1e-5), "the logged term is the weighted L_clinical"
     assert total.item() == pytest.approx(terms["focal"] + terms["clinical"], rel=1e-5)
+
+
+def test_label_reading_of_l_clinical_classifies_from_the_clinical_path_alone():
+    """clinical_target='label': logits from the clinical activations only; images cannot change them."""
+    torch.manual_seed(0)
+    model = Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, clinical_weight=1.0,
+                    clinical_target="label", clinical_init="random", ca_kwargs={"n_tokens": 4}).eval()
+    clinical, labels = torch.randn(4, N_CLIN), torch.tensor([0, 1, 2, 1])
+    out = model(_images(seed=0), clinical)
+    other_images = model(_images(seed=1), clinical)
+    assert out.features["clinical_logits"].shape == (4, 3)
+    assert torch.equal(out.features["clinical_logits"], other_images.features["clinical_logits"]), \
+        "the label reading must see the clinical path alone"
+    focal = FocalLoss(gamma=2.0)
+    loss = model.clinical_loss(out, clinical, labels, focal)
+    assert torch.allclose(loss, focal(out.features["clinical_logits"], labels))
+    loss.backward()
+    assert all(fc.weight.grad is not None and fc.weight.grad.abs().sum() > 0
+               for enc in model.encoders.values() for fc in enc.clinical.fcs)
+    with pytest.raises(ValueError, match="needs the labels"):
+        model.clinical_loss(out, clinical)
