@@ -34,7 +34,7 @@ from cmdnet.labels import MVI_CLASSES
 from cmdnet.mvi.methods import TEACHERS, method_spec, teachers_needed
 from cmdnet.mvi.models import build_model, network_options
 from cmdnet.mvi.settings import job_settings
-from cmdnet.mvi.training.fold import model_kwargs
+from cmdnet.mvi.training.fold import model_kwargs, teacher_kwargs
 
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
 N_CLINICAL = 60  # clinical features after one-hot encoding and missing-value indicators (the teachers' input)
@@ -81,12 +81,10 @@ class MviNetwork:
 def mvi_networks(config: dict, n_clinical: int = N_CLINICAL) -> list[MviNetwork]:
     """The teachers the configured methods need, then the methods, in the workflow's order."""
     shape = crop_shape_zyx(config)
-    methods = list(config["mvi"]["methods"])
+    methods = [m for m in config["mvi"]["methods"] if not method_spec(m).clinical_only]   # networks only
 
     def teacher_network(name: str, settings: dict) -> MviNetwork:
-        spec = TEACHERS[name]
-        kwargs = model_kwargs(settings["model"], spec.phases, shape, builder="teacher", use_ca=spec.use_ca,
-                              n_clinical=n_clinical)
+        kwargs = teacher_kwargs(TEACHERS[name], settings["model"], shape, n_clinical)
         return MviNetwork(name, "teacher", kwargs, settings)
 
     teachers = {name: teacher_network(name, job_settings(config, name)) for name in teachers_needed(methods)}

@@ -253,14 +253,33 @@ def predict_mvi(*, dataset: str, labels: str, folds: str, inner: str, models: Se
     print(f"{sum(len(f[0]) for f in frames)} out-of-fold predictions -> {out_predictions}")
 
 
+def clinical_reference(*, dataset: str, labels: str, folds: str, inner: str, clinical: str, dictionary: str,
+                       phases: Sequence[str], c: float | str, seed: int, out_predictions: str,
+                       out_validation: str) -> None:
+    """The clinical-only logistic regression (`clinical_lr`) on every repeat's folds: out-of-fold and
+    inner-validation predictions, in the files `predict_mvi` writes for a network."""
+    from cmdnet.data.folds import Partitions
+    from cmdnet.data.sheets import write_parquet
+    from cmdnet.mvi.training.clinical_lr import clinical_lr_predictions
+    from cmdnet.mvi.training.fold import load_mvi_data
+
+    data = load_mvi_data(dataset, labels, phases, clinical=clinical, dictionary=dictionary)
+    oof, validation = clinical_lr_predictions(data, Partitions.read(folds, inner), c=c, seed=int(seed))
+    write_parquet(oof, out_predictions)
+    write_parquet(validation, out_validation)
+    print(f"clinical_lr (C = {c}): {len(oof)} out-of-fold predictions -> {out_predictions}")
+
+
 def evaluate_mvi(*, methods: Sequence[str], teachers: Sequence[str], validation: Sequence[str],
                  histories: Sequence[str], method_names: Sequence[str], teacher_names: Sequence[str],
                  reference: str, seed: int, n_boot: int, out_summary: str, out_per_fold: str, out_delong: str,
                  out_figures: Sequence[str], out_table1: Sequence[str] = (), out_table2: Sequence[str] = (),
                  out_binary: Sequence[str] = ()) -> None:
     """The MVI tables, summary, tests and figures. `validation` lists the methods' then the teachers'
-    inner-validation predictions, `histories` their repeat-0 fold-0 training histories, in the same order."""
+    inner-validation predictions, `histories` the repeat-0 fold-0 training histories of the same names in the
+    same order, less the clinical-only references (nothing is trained by epochs there)."""
     from cmdnet.evaluation.mvi import mvi_evaluation, mvi_figures
+    from cmdnet.mvi.methods import METHODS
 
     names = [*method_names, *teacher_names]
     method_files = dict(zip(method_names, methods, strict=True))
@@ -268,7 +287,8 @@ def evaluate_mvi(*, methods: Sequence[str], teachers: Sequence[str], validation:
                    validation_predictions=dict(zip(names, validation, strict=True)), reference=reference,
                    n_boot=n_boot, seed=seed, out_summary=out_summary, out_per_fold=out_per_fold,
                    out_delong=out_delong, out_table1=out_table1, out_table2=out_table2, out_binary=out_binary)
-    mvi_figures(method_files, dict(zip(names, histories, strict=True)), reference=reference, summary=out_summary,
+    trained = [n for n in names if n not in METHODS or not METHODS[n].clinical_only]
+    mvi_figures(method_files, dict(zip(trained, histories, strict=True)), reference=reference, summary=out_summary,
                 out_figures=out_figures)
 
 

@@ -85,9 +85,16 @@ for _name in MVI_METHODS:
         raise WorkflowError(f"method {_name} is trained with objective {METHODS[_name].objective!r}, which "
                             f"mvi.objectives does not define")
 MVI_TEACHERS = teachers_needed(MVI_METHODS)
+for _name in MVI_TEACHERS:
+    if TEACHERS[_name].objective not in config["mvi"]["objectives"]:
+        raise WorkflowError(f"teacher {_name} is trained with objective {TEACHERS[_name].objective!r}, which "
+                            f"mvi.objectives does not define")
+MVI_NETWORKS = [m for m in MVI_METHODS if not METHODS[m].clinical_only]  # trained by epochs, one job per fold
 if config["mvi"]["reference_method"] not in MVI_METHODS:
     raise WorkflowError(f"config mvi.reference_method {config['mvi']['reference_method']!r} is not one of "
                         f"mvi.methods {MVI_METHODS}")
+if METHODS[config["mvi"]["reference_method"]].clinical_only:
+    raise WorkflowError("config mvi.reference_method: a clinical-only reference cannot be the reference method")
 for _name, _override in (config["mvi"].get("overrides") or {}).items():
     if _name not in METHODS and _name not in TEACHERS:
         raise WorkflowError(f"config mvi.overrides: unknown method or teacher {_name!r}; known: "

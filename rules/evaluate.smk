@@ -1,7 +1,7 @@
 # Statistics, tables and figures of both papers (gathered by `snakemake --report results/report.html`).
 
 MVI_FIGURES = ["roc_pairwise", "roc_any_mvi", "auc_intervals", "confusion_matrix", "calibration", "decision_curves"]
-MVI_CURVES = [f"training_curves_{name}" for name in MVI_METHODS + MVI_TEACHERS]
+MVI_CURVES = [f"training_curves_{name}" for name in MVI_NETWORKS + MVI_TEACHERS]
 
 
 rule evaluate_mvi:
@@ -10,7 +10,7 @@ rule evaluate_mvi:
         teachers=mvi_predictions("teachers", MVI_TEACHERS),
         validation=mvi_predictions("methods", MVI_METHODS, "validation_predictions")
         + mvi_predictions("teachers", MVI_TEACHERS, "validation_predictions"),
-        histories=[f"results/mvi/methods/{m}/repeat0/fold0/history.csv" for m in MVI_METHODS]
+        histories=[f"results/mvi/methods/{m}/repeat0/fold0/history.csv" for m in MVI_NETWORKS]
         + [f"results/mvi/teachers/{t}/repeat0/fold0/history.csv" for t in MVI_TEACHERS],
     output:
         **mvi_table_outputs(),

@@ -4,8 +4,9 @@
 
 FINAL = {"strategy": "fold_ensemble", **config.get("final", {})}
 FINAL["method"] = FINAL.get("method") or config["mvi"]["reference_method"]
-if FINAL["method"] not in MVI_METHODS:
-    raise WorkflowError(f"config final.method {FINAL['method']!r} is not one of mvi.methods {MVI_METHODS}")
+if FINAL["method"] not in MVI_NETWORKS:
+    raise WorkflowError(f"config final.method {FINAL['method']!r} is not one of the MRI methods of mvi.methods "
+                        f"{MVI_NETWORKS}")
 if FINAL["strategy"] != "fold_ensemble":
     raise WorkflowError(f"config final.strategy {FINAL['strategy']!r}: only 'fold_ensemble' is implemented")
 FINAL_BUNDLE = f"results/models/{FINAL['method']}"

@@ -87,3 +87,33 @@ rule predict_mvi:
         "../envs/train.yaml"
     script:
         "../workflow_scripts/predict_mvi.py"
+
+
+# The clinical-only reference rows (clinical_lr): one fast job fits every repeat's folds (scikit-learn, no GPU).
+CLINICAL_REFERENCES = [m for m in MVI_METHODS if METHODS[m].clinical_only]
+
+ruleorder: clinical_reference > predict_mvi
+
+
+rule clinical_reference:
+    input:
+        **MVI_DATA,
+        clinical="results/clinical/clinical_clean.parquet",
+        dictionary=CLINICAL_DICTIONARY,
+    output:
+        predictions="results/mvi/methods/{name}/oof_predictions.parquet",
+        validation="results/mvi/methods/{name}/validation_predictions.parquet",
+    wildcard_constraints:
+        name="|".join(CLINICAL_REFERENCES) or "no_clinical_reference",
+    params:
+        phases=MVI_PHASES,
+        c=config["mvi"]["clinical_lr"]["c"],
+        seed=config["seed"],
+    log:
+        "results/logs/clinical_reference/{name}.log",
+    benchmark:
+        "results/benchmarks/clinical_reference/{name}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/clinical_reference.py"

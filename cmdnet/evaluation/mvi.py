@@ -144,14 +144,14 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
     n_repeats, n_folds = first["repeat"].nunique(), len(per_fold[reference])
     design = f"{n_repeats} x {n_folds // max(n_repeats, 1)}-fold cross-validation ({n_folds} test folds)"
 
-    rows = [_summary_row(n, "teacher (images + clinical)" if n in teacher_preds else "image-only", p,
-                         per_fold[n], n_boot, seed) for n, p in every.items()]
+    rows = [_summary_row(n, _role(n, teacher_preds), p, per_fold[n], n_boot, seed) for n, p in every.items()]
     write_csv(pd.DataFrame(rows), out_summary)
     write_csv(pd.concat([f.assign(name=n) for n, f in per_fold.items()], ignore_index=True), out_per_fold)
     write_csv(pd.DataFrame(_delong_rows(preds, reference)), out_delong)
 
     if out_table1:
-        names = [m for m in METHODS if m in preds and "table1" in METHODS[m].tables]
+        names = [m for m in METHODS if m in preds and "table1" in METHODS[m].tables and not METHODS[m].clinical_only]
+        clinical_refs = [m for m in METHODS if m in preds and METHODS[m].clinical_only]
         progress(f"Table 1: {len(names)} methods, bootstrap n={n_boot}")
         stats = table1_statistics({m: per_fold[m] for m in names}, preds, reference=reference, n_boot=n_boot,
                                   seed=seed).set_index("method")
@@ -160,7 +160,7 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
             p_values={col: stats[col].to_dict() for col in (P_PRIMARY, P_HOLM, P_BOOT)},
             display_names={m: display_name(m, with_citation=True) for m in names},
             title=f"Quantitative results of our network and state-of-the-art methods (3-class MVI, {design}).",
-            class_counts=counts,
+            class_counts=counts, reference_rows={m: per_fold[m] for m in clinical_refs},
             footnote=(f"Primary test: corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank "
                       f"2004) of each method's per-fold AUC against {display_name(reference)} over the {n_folds} "
                       f"test folds (df = {n_folds - 1}), Holm-adjusted across the table's {len(stats)} comparisons. "
@@ -180,6 +180,12 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
         binary_table(preds, teacher_preds, validation, class_counts=counts).write(out_binary)
 
 
+def _role(name: str, teacher_preds: Mapping) -> str:
+    if name in teacher_preds:
+        return "teacher (images + clinical)"
+    return "clinical data only (reference)" if METHODS[name].clinical_only else "image-only"
+
+
 def binary_table(preds: Mapping[str, pd.DataFrame], teacher_preds: Mapping[str, pd.DataFrame],
                  validation: Mapping[str, pd.DataFrame], *, class_counts: Mapping[str, int]) -> tables.TableSpec:
     """Any MVI (M0 vs M1 + M2) for every method and teacher: mean over repeats of each repeat's pooled metrics."""
@@ -187,8 +193,9 @@ def binary_table(preds: Mapping[str, pd.DataFrame], teacher_preds: Mapping[str, 
     for name, pred in {**preds, **teacher_preds}.items():
         per_repeat = binary_endpoint_by_repeat(pred, validation[name])
         summary = summarise_over_repeats(per_repeat, BINARY_ENDPOINT_COLUMNS)
-        row = {"method": name, "Method": display_name(name) + (" (teacher: uses clinical data)"
-                                                                if name in teacher_preds else "")}
+        marks = {"teacher (images + clinical)": " (teacher: uses clinical data)",
+                 "clinical data only (reference)": " (clinical data only)"}
+        row = {"method": name, "Method": display_name(name) + marks.get(_role(name, teacher_preds), "")}
         for column in BINARY_ENDPOINT_COLUMNS:
             row[f"{column} mean"], row[f"{column} sd"] = summary[column]["mean"], summary[column]["sd"]
         rows.append(row)
@@ -204,9 +211,10 @@ def auc_interval_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary's pooled macro AUCs with CIs as `figures.auc_interval_figure` rows, grouped as in the tables:
     Table 1 methods, Table 2 ablations, other methods, then the teachers (they use clinical data)."""
     by_name = summary.set_index("name")
-    groups = [("Table 1", [m for m in METHODS if "table1" in METHODS[m].tables]),
+    groups = [("Table 1", [m for m in METHODS if "table1" in METHODS[m].tables and not METHODS[m].clinical_only]),
               ("Table 2 (ablations)", [m for m in METHODS if METHODS[m].tables == ("table2",)]),
               ("Other methods", [m for m in METHODS if not METHODS[m].tables]),
+              ("Clinical data only (reference)", [m for m in METHODS if METHODS[m].clinical_only]),
               ("Teachers (use clinical data)", list(TEACHERS))]
     rows = [{"name": display_name(n), "auc": by_name.loc[n, "pooled_auc_macro_ovo"],
              "ci_low": by_name.loc[n, "pooled_auc_ci_low"], "ci_high": by_name.loc[n, "pooled_auc_ci_high"],

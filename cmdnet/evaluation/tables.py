@@ -155,12 +155,14 @@ def _cells(rows: pd.DataFrame, columns: Sequence[str], bold_best: Mapping[str, s
             col_text = [format_mean_sd(m, s, scale, decimals) for m, s in zip(means, sds)]
             col_bold = np.zeros(len(rows), dtype=bool)
             rule = bold_best.get(name)
-            if rule is not None and np.isfinite(means).any():
+            compared = (~rows[OUTSIDE].to_numpy(dtype=bool) if OUTSIDE in rows.columns
+                        else np.ones(len(rows), dtype=bool))
+            if rule is not None and np.isfinite(means[compared]).any():
                 if rule not in ("max", "min"):
                     raise ValueError(f"bold_best[{name!r}] must be 'max' or 'min'; got {rule!r}")
-                best = np.nanmax(means) if rule == "max" else np.nanmin(means)
+                best = np.nanmax(means[compared]) if rule == "max" else np.nanmin(means[compared])
                 # compare at display precision so visually tied values are all bold
-                col_bold = np.round(means * scale, decimals) == np.round(best * scale, decimals)
+                col_bold = compared & (np.round(means * scale, decimals) == np.round(best * scale, decimals))
         elif name in rows.columns:
             if name in bold_best:
                 raise ValueError(f"bold_best names {name!r}, which has no '{name} mean' column")
@@ -296,17 +298,24 @@ def _mean_sd_columns(per_fold: pd.DataFrame, metric_cols: Mapping[str, str]) -> 
 MVI_METRICS = {"F1-score (%)": "macro_f1", "Accuracy (%)": "accuracy", "AUC (%)": "auc_macro_ovo"}
 
 
+REFERENCE_MARK = "†"
+OUTSIDE = "outside_comparison"   # a row shown for reference: not compared, never bold
+
+
 def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str,
                p_values: Mapping[str, Mapping[str, float | None]] | None = None,
                display_names: Mapping[str, str] | None = None, footnote: str = "",
                title: str = "Quantitative results of our network and state-of-the-art methods (3-class MVI).",
-               class_counts: Mapping[str, int] | None = None) -> TableSpec:
+               class_counts: Mapping[str, int] | None = None,
+               reference_rows: Mapping[str, pd.DataFrame] | None = None) -> TableSpec:
     """MVI paper Table 1: Method | F1-score (%) | Accuracy (%) | AUC (%) | one column per entry of `p_values`.
 
     `per_fold[method]`: per-fold metrics (`macro_f1`, `accuracy`, `auc_macro_ovo`), e.g. from
     `per_fold_metrics(pred, mvi_metrics, ("repeat", "fold"))`. Rows follow the order of `per_fold`, reference last
     (as in the paper). `p_values[column][method]` are computed by the caller (`cmdnet.evaluation.mvi`), which also
     says in `footnote` what they are; the reference row's cells stay empty. `class_counts` ends the footnote.
+    `reference_rows` (per-fold metrics of methods that are not MRI-only, e.g. the clinical-only regression) follow
+    the reference row, marked †, without p-values and never bold.
     """
     if reference not in per_fold:
         raise ValueError(f"reference method {reference!r} has no per-fold metrics; have {list(per_fold)}")
@@ -320,8 +329,17 @@ def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str,
         for column, values in p_values.items():
             row[column] = None if method == reference else values.get(method)
         rows.append(row)
+    for method, folds in (reference_rows or {}).items():
+        rows.append({"method": method, "Method": f"{names.get(method, method)} {REFERENCE_MARK}", OUTSIDE: True,
+                     **_mean_sd_columns(folds, MVI_METRICS), **{column: None for column in p_values}})
     note = f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. {footnote}".strip()
-    return TableSpec(pd.DataFrame(rows), title, ["Method", *MVI_METRICS, *p_values],
+    if reference_rows:
+        note += (f" {REFERENCE_MARK} Uses clinical data; not an MRI-only method: shown for what the clinical items "
+                 "alone predict on the same folds, not tested and never bold.")
+    frame = pd.DataFrame(rows)
+    if OUTSIDE in frame:
+        frame[OUTSIDE] = frame[OUTSIDE].fillna(False).astype(bool)
+    return TableSpec(frame, title, ["Method", *MVI_METRICS, *p_values],
                      {k: "max" for k in MVI_METRICS}, _with_cohort(note + " Bold: best mean.", class_counts))
 
 

@@ -12,7 +12,8 @@ objective (`mvi.objectives.teacher`); distilled methods learn from the same fold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class TeacherSpec:
     phases: tuple[str, ...]
     use_ca: bool = True
     objective: str = "teacher"
+    model_options: Mapping = field(default_factory=dict)   # over mvi.model.teacher (e.g. the L_clinical head)
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,22 @@ class MethodSpec:
     tables: tuple[str, ...] = ()    # "table1", "table2"
     table2_role: str = "S"          # the T/S column of Table 2
     citation: str = ""
+    inputs: str = "images"          # "images": an MRI-only method; "clinical": the clinical table alone
 
     @property
     def distilled(self) -> bool:
         return self.teacher is not None
 
     @property
+    def clinical_only(self) -> bool:
+        """A reference row that predicts from the clinical table, not from MRI (trained by its own rule)."""
+        return self.inputs == "clinical"
+
+    @property
     def reads_clinical(self) -> bool:
-        """Its training job reads the clinical table (to feed the teacher), never its predictions."""
-        return self.distilled
+        """Its job reads the clinical table: to feed the teacher (distilled methods, never at prediction) or as
+        its input (clinical-only references)."""
+        return self.distilled or self.clinical_only
 
 
 TEACHERS: dict[str, TeacherSpec] = {t.name: t for t in [
@@ -52,6 +61,8 @@ TEACHERS: dict[str, TeacherSpec] = {t.name: t for t in [
     TeacherSpec("teacher_pre", "Teacher (PRE + clinical)", ("PRE",), use_ca=False),
     TeacherSpec("teacher_hbp", "Teacher (HBP + clinical)", ("HBP",), use_ca=False),
     TeacherSpec("teacher_noca", "Teacher w/o CA (PRE + HBP + clinical)", ("PRE", "HBP"), use_ca=False),
+    TeacherSpec("teacher_lclin", "Teacher + L_clinical (PRE + HBP + clinical)", ("PRE", "HBP"),
+                objective="teacher_clinical", model_options={"clinical_head": "reconstruct"}),
 ]}
 
 _OURS = dict(model="student", teacher="teacher", objective="cmdnet")
@@ -77,6 +88,9 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                table2_role="S→T", **{**_OURS, "teacher": "teacher_hbp"}),
     MethodSpec("ours_wo_ca", "ours-w/o-CA", use_ca=False, tables=("table2",), table2_role="S→T",
                **{**_OURS, "teacher": "teacher_noca"}),
+    # Not rows of the paper's tables:
+    MethodSpec("ours_lclin", "ours + L_clinical", **{**_OURS, "teacher": "teacher_lclin"}),
+    MethodSpec("clinical_lr", "Clinical-only LR", "clinical_lr", phases=(), inputs="clinical", tables=("table1",)),
 ]}
 
 

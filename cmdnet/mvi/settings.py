@@ -15,17 +15,24 @@ from cmdnet.mvi.models import MODEL_REGISTRY
 
 
 def job_settings(config: Mapping, name: str) -> dict:
-    """`model`, `training`, `objective` (the terms of its objective), with its `mvi.overrides` entry merged in;
+    """`model`, `training` (a teacher's with `mvi.teacher_training` over it), `objective` (the terms of its
+    objective), with its `mvi.overrides` entry merged in;
     `seed`, `phases`; for a distilled method `distillation` and, in joint mode, the teacher's
     objective as `teacher_objective`."""
     mvi = config["mvi"]
     entry = spec(name)
     override = (mvi.get("overrides") or {}).get(name) or {}
+    is_teacher = name in TEACHERS
     model = deep_merge(mvi["model"], override.get("model"))
-    # another network's option section (mvi.model.m2net, ...) is not this job's business: it reruns nothing here
-    model = {k: v for k, v in model.items() if k not in MODEL_REGISTRY or k == getattr(entry, "model", "teacher")}
+    # Another network's option section (mvi.model.m2net, ...) is not this job's business: it reruns nothing here.
+    # A teacher's section reaches teachers and, in joint mode, the methods that train one.
+    own = {getattr(entry, "model", "teacher")}
+    if is_teacher or (name in METHODS and METHODS[name].distilled and mvi["distillation"]["mode"] == "joint"):
+        own.add("teacher")
+    model = {k: v for k, v in model.items() if k not in MODEL_REGISTRY or k in own}
+    training = deep_merge(mvi["training"], mvi.get("teacher_training") if is_teacher else None)
     settings = {"model": model,
-                "training": deep_merge(mvi["training"], override.get("training")),
+                "training": deep_merge(training, override.get("training")),
                 "objective": deep_merge(mvi["objectives"][entry.objective], override.get("objective")),
                 "seed": config["seed"], "phases": list(mvi["phases"])}
     if name in METHODS and METHODS[name].distilled:

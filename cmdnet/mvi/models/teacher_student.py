@@ -7,18 +7,28 @@ Reading of the paper used here (choices the paper leaves open are marked "choice
   work), then one `3x3x3` conv + norm + ReLU, global average pooling and one FC layer to a `feature_dim`
   (512) vector Z. Z is left linear (choice: no ReLU), because Eq. 5 turns it into a softmax distribution
   and a ReLU would pin many entries to the same value.
-- Clinical path (fusion module, Eq. 1): four FC layers chained as
-  `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`, with `a_k` of 64, 128, 256, 256 values (times `width`),
-  i.e. of the size of block k's channels. The scale vector of block k is `C_k = g(a_k)` and block k's output
-  is multiplied channel-wise, `Y_i = C_i * X_i` (Eq. 1), before the following pool.
+- Clinical path (fusion module, Eq. 1): "four FC layers on the input clinical data ... which feature
+  channels are 64, 128, 256, and 256" (times `width`), one per image block. Choice (`clinical_path`):
+  `"parallel"` (default) reads this literally, every layer maps the clinical vector itself, `a_k = FC_k(c)`;
+  `"chain"` stacks them, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))` (this module's reading before
+  docs/teacher.md's study). The scale vector of block k is `C_k = g(a_k)` and block k's output is multiplied
+  channel-wise, `Y_i = C_i * X_i` (Eq. 1), before the following pool.
   Choice of `g` (`clinical_scale`): `"one_plus_tanh"` (default) `1 + tanh(a)` in (0, 2), `"sigmoid2"`
   `2 * sigmoid(a)` in (0, 2), or `"raw"` `g(a) = a` as written in the paper. The bounded forms keep every
-  channel's sign (a negative scale would flip a post-ReLU map) and are centred on 1 at `a = 0`, so at
-  initialisation the fusion module behaves like the image-only module modulated by the clinical data
-  (the same motivation as DAFT's affine scale), instead of multiplying the maps by near-zero random numbers.
+  channel's sign (a negative scale would flip a post-ReLU map) and are centred on 1 at `a = 0`.
+  Choice (`clinical_init`): `"zero"` (default) starts every clinical FC layer at zero, so every scale starts at
+  exactly 1 and the fusion module at exactly the MRI-only module; the clinical items then enter as far as the
+  loss gradient takes them, as the weights of a logistic regression grow from zero. `"random"` (PyTorch's
+  default init) starts from random per-patient channel gains, 0.13-1.8 at block 1 on the default cohort:
+  noise from 111 mostly uninformative features that training must first undo (docs/teacher.md).
+  Options beyond the paper (`fusion="affine"`: a DAFT-style shift as well; `fusion_point="pre_activation"`:
+  modulate before the block's last ReLU) are kept for study; the defaults are the paper's product.
 - Teacher: one fusion module per phase (separate weights), CA between Z_hbp (X) and Z_pre (Y), concatenation
   `[X_hat, Y_hat]`, then two FC layers (`2*feature_dim -> head_hidden -> n_classes`, ReLU and dropout
-  between). Student: one MRI-only module per phase, CA, concatenation, one FC layer (as the paper).
+  between). Study options, off by default: `clinical_dropout` (drop items of the clinical vector while
+  training), `clinical_to_head` (the clinical vector also concatenated to the head's input: late fusion, not
+  the paper's). `clinical_head` adds the `L_clinical` head (see `Teacher`).
+- Student: one MRI-only module per phase, CA, concatenation, one FC layer (as the paper).
 - `features["hbp"]`, `features["pre"]` hold Z before CA (the outputs of the encoders, distilled by Eq. 5);
   `features["fused"]` holds the concatenation fed to the head (after CA); `features["<phase>_stage<k>"]` the
   output maps of block k (k = 1..4; for the teacher after the clinical scaling), the ends of the stages that
@@ -44,6 +54,16 @@ from cmdnet.mvi.models.output import ModelOutput
 
 ClinicalScale = Literal["one_plus_tanh", "sigmoid2", "raw"]
 CLINICAL_SCALES: tuple[str, ...] = ("one_plus_tanh", "sigmoid2", "raw")
+ClinicalHead = Literal["none", "reconstruct", "label"]
+CLINICAL_HEADS: tuple[str, ...] = ("none", "reconstruct", "label")
+ClinicalInit = Literal["random", "zero"]
+CLINICAL_INITS: tuple[str, ...] = ("random", "zero")
+ClinicalPath = Literal["chain", "parallel"]
+CLINICAL_PATHS: tuple[str, ...] = ("chain", "parallel")
+FusionKind = Literal["scale", "affine"]
+FUSION_KINDS: tuple[str, ...] = ("scale", "affine")
+FusionPoint = Literal["block_output", "pre_activation"]
+FUSION_POINTS: tuple[str, ...] = ("block_output", "pre_activation")
 
 
 class MRIEncoder(nn.Module):
@@ -105,32 +125,65 @@ class MRIEncoder(nn.Module):
 
 
 class ClinicalScales(nn.Module):
-    """Four chained FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors."""
+    """Four FC layers on the clinical vector: `(B, n_clinical) -> [(B, channels[k])]` scale vectors.
 
-    def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh"):
+    `clinical_path="parallel"` (default): each layer reads the clinical vector itself, `a_k = FC_k(c)` (the
+    paper's "applies four FC layers on the input clinical data to obtain four feature maps" read literally:
+    every block's scale is one linear map of the items, as in a logistic regression); `"chain"`: the layers
+    are stacked, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`.
+    `clinical_init="zero"` (default): weights and biases start at zero, so every scale starts at `g(0)`
+    (1 for the bounded forms); `"random"`: PyTorch's default init.
+    `clinical_gain`: `a_k = clinical_gain * FC_k(...)`. Adam's step does not grow with the gradient, so this
+    multiplies the effective learning rate of the clinical layers by `clinical_gain` (with zero init the
+    start is unchanged); see docs/teacher.md for why the clinical layers need it.
+    `activations(c)` returns the pre-activations `a_k`; `forward(c)` the scales `g(a_k)` of `clinical_scale`.
+    """
+
+    def __init__(self, n_clinical: int, channels: Sequence[int], clinical_scale: ClinicalScale = "one_plus_tanh",
+                 clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero",
+                 clinical_gain: float = 1.0):
         super().__init__()
+        if not (isinstance(clinical_gain, (int, float)) and clinical_gain > 0):
+            raise ValueError(f"clinical_gain must be a positive number, got {clinical_gain!r}")
         if n_clinical < 1:
             raise ValueError(f"n_clinical must be positive, got {n_clinical}")
         if clinical_scale not in CLINICAL_SCALES:
             raise ValueError(f"clinical_scale must be one of {CLINICAL_SCALES}, got {clinical_scale!r}")
+        if clinical_path not in CLINICAL_PATHS:
+            raise ValueError(f"clinical_path must be one of {CLINICAL_PATHS}, got {clinical_path!r}")
+        if clinical_init not in CLINICAL_INITS:
+            raise ValueError(f"clinical_init must be one of {CLINICAL_INITS}, got {clinical_init!r}")
         self.n_clinical = n_clinical
         self.clinical_scale = clinical_scale
-        ins = (n_clinical, *channels[:-1])
+        self.clinical_path = clinical_path
+        self.clinical_gain = float(clinical_gain)
+        ins = (n_clinical, *channels[:-1]) if clinical_path == "chain" else (n_clinical,) * len(channels)
         self.fcs = nn.ModuleList(nn.Linear(i, o) for i, o in zip(ins, channels))
+        if clinical_init == "zero":
+            for fc in self.fcs:
+                nn.init.zeros_(fc.weight)
+                nn.init.zeros_(fc.bias)
 
-    def forward(self, clinical: Tensor) -> list[Tensor]:
-        scales = []
+    def activations(self, clinical: Tensor) -> list[Tensor]:
+        if self.clinical_path == "parallel":
+            return [self.clinical_gain * fc(clinical) for fc in self.fcs]
+        out = []
         h = clinical
         for k, fc in enumerate(self.fcs):
-            a = fc(h if k == 0 else torch.relu(h))
-            if self.clinical_scale == "one_plus_tanh":
-                scales.append(1.0 + torch.tanh(a))
-            elif self.clinical_scale == "sigmoid2":
-                scales.append(2.0 * torch.sigmoid(a))
-            else:
-                scales.append(a)
-            h = a
-        return scales
+            h = self.clinical_gain * fc(h if k == 0 else torch.relu(h))
+            out.append(h)
+        return out
+
+    def scale(self, a: Tensor) -> Tensor:
+        """`g(a)`: the channel scale of one block from its pre-activation."""
+        if self.clinical_scale == "one_plus_tanh":
+            return 1.0 + torch.tanh(a)
+        if self.clinical_scale == "sigmoid2":
+            return 2.0 * torch.sigmoid(a)
+        return a
+
+    def forward(self, clinical: Tensor) -> list[Tensor]:
+        return [self.scale(a) for a in self.activations(clinical)]
 
 
 def check_clinical(clinical: Any, n_clinical: int, batch: int) -> Tensor:
@@ -149,20 +202,71 @@ def check_clinical(clinical: Any, n_clinical: int, batch: int) -> Tensor:
 
 
 class MRIClinicalFusionEncoder(nn.Module):
-    """MRI-clinical-fusion module: `(B, 1, Z, Y, X), (B, n_clinical) -> (B, feature_dim)` (Eq. 1)."""
+    """MRI-clinical-fusion module: `(B, 1, Z, Y, X), (B, n_clinical) -> (B, feature_dim)` (Eq. 1).
+
+    `fusion="scale"`: block k's maps are multiplied channel-wise, `Y_i = C_i * X_i` (Eq. 1);
+    `fusion="affine"`: `Y_i = C_i * X_i + B_i` with a shift `B_k = W_k a_k` (a linear map of the same
+    clinical activation, initialised to zero, so training starts from Eq. 1) as in DAFT / FiLM.
+    `fusion_point="block_output"`: `X` is block k's output (after its last ReLU), as the paper's text reads;
+    `"pre_activation"`: `X` is the block's last BatchNorm output and the ReLU follows the modulation (DAFT's
+    placement), so a scale below one or a negative shift can switch a channel off for that patient instead of
+    shrinking a map that the next BatchNorm renormalises.
+    """
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], width: float = 1.0,
                  feature_dim: int = 512, norm: NormKind = "batch",
-                 clinical_scale: ClinicalScale = "one_plus_tanh"):
+                 clinical_scale: ClinicalScale = "one_plus_tanh", clinical_path: ClinicalPath = "parallel",
+                 clinical_init: ClinicalInit = "zero", clinical_gain: float = 1.0, fusion: FusionKind = "scale",
+                 fusion_point: FusionPoint = "block_output"):
         super().__init__()
+        if fusion not in FUSION_KINDS:
+            raise ValueError(f"fusion must be one of {FUSION_KINDS}, got {fusion!r}")
+        if fusion_point not in FUSION_POINTS:
+            raise ValueError(f"fusion_point must be one of {FUSION_POINTS}, got {fusion_point!r}")
         self.image = MRIEncoder(in_shape_zyx=in_shape_zyx, in_channels=1, width=width,
                                 feature_dim=feature_dim, norm=norm)
-        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale)
+        self.clinical = ClinicalScales(n_clinical, self.image.channels, clinical_scale, clinical_path, clinical_init,
+                                       clinical_gain)
+        self.fusion = fusion
+        self.fusion_point = fusion_point
+        self.shifts = None
+        if fusion == "affine":
+            self.shifts = nn.ModuleList(nn.Linear(c, c) for c in self.image.channels)
+            for lin in self.shifts:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self.feature_dim = feature_dim
 
+    def _modulated_stages(self, x: Tensor, scales: Sequence[Tensor], shifts: Sequence[Tensor] | None
+                          ) -> list[Tensor]:
+        stages = []
+        for k, block in enumerate(self.image.blocks):
+            if k > 0:
+                x = pool_where_possible(x)
+            if self.fusion_point == "pre_activation":
+                x = block.layers[:-1](x)  # conv, norm, ReLU, conv, norm: the block without its last ReLU
+            else:
+                x = block(x)
+            x = x * scales[k][:, :, None, None, None]
+            if shifts is not None:
+                x = x + shifts[k][:, :, None, None, None]
+            if self.fusion_point == "pre_activation":
+                x = torch.relu(x)
+            stages.append(x)
+        return stages
+
     def encode(self, x: Tensor, clinical: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """`(Z (B, feature_dim), the four modulated stage maps)`."""
         clinical = check_clinical(clinical, self.clinical.n_clinical, x.shape[0])
-        return self.image.encode(x, self.clinical(clinical))
+        if self.fusion == "scale" and self.fusion_point == "block_output":
+            return self.image.encode(x, self.clinical(clinical))
+        if x.ndim != 5 or x.shape[1] != 1:
+            raise ValueError(f"encoder input must be (B, 1, Z, Y, X), got {tuple(x.shape)}")
+        a = self.clinical.activations(clinical)
+        scales = [self.clinical.scale(a_k) for a_k in a]
+        shifts = [lin(a_k) for lin, a_k in zip(self.shifts, a)] if self.shifts is not None else None
+        stages = self._modulated_stages(x, scales, shifts)
+        return self.image.fc(self.image.final_conv(stages[-1]).mean(dim=(2, 3, 4))), stages
 
     def forward(self, x: Tensor, clinical: Tensor) -> Tensor:
         return self.encode(x, clinical)[0]
@@ -197,34 +301,72 @@ class Teacher(nn.Module):
     `forward(images (B, P, Z, Y, X), clinical (B, n_clinical)) -> ModelOutput(logits (B, n_classes),
     features {"hbp", "pre": (B, feature_dim) before CA, "fused": (B, P * feature_dim)})`; the image channels
     follow `phases`. `ca_kwargs` go to `CrossAttention` (n_tokens, softmax, scaling, residual).
+    `clinical_scale`, `fusion`, `fusion_point` choose the reading of Eq. 1 (`MRIClinicalFusionEncoder`).
+
+    `clinical_head` builds the head of `L_clinical`, the "clinical data prediction" term of Eq. 6's text (the
+    loss term `clinical`, `cmdnet.mvi.losses.clinical`, scores it): `"reconstruct"`: a linear map
+    `fused -> n_clinical` predicting the (preprocessed) clinical vector, output as `features["clinical_pred"]`;
+    `"label"`: a linear map from the clinical path's activations `a_k` (all blocks, all phases) to the
+    classes, output as `features["clinical_logits"]`; `"none"` (default): no head.
     """
 
     def __init__(self, n_clinical: int, *, in_shape_zyx: Sequence[int], phases: Sequence[str] = ("PRE", "HBP"),
                  use_ca: bool = True, width: float = 1.0, feature_dim: int = 512, n_classes: int = 3,
                  norm: NormKind = "batch", clinical_scale: ClinicalScale = "one_plus_tanh",
-                 head_hidden: int = 256, dropout: float = 0.0, ca_kwargs: Mapping[str, Any] | None = None):
+                 clinical_path: ClinicalPath = "parallel", clinical_init: ClinicalInit = "zero",
+                 clinical_gain: float = 1.0, fusion: FusionKind = "scale",
+                 fusion_point: FusionPoint = "block_output", head_hidden: int = 256, dropout: float = 0.0,
+                 clinical_dropout: float = 0.0, clinical_to_head: bool = False,
+                 clinical_head: ClinicalHead = "none",
+                 ca_kwargs: Mapping[str, Any] | None = None):
         super().__init__()
         self.phases = check_phases(phases)
         self.in_shape_zyx = check_in_shape(in_shape_zyx)
         check_head(n_classes, dropout)
+        if not 0.0 <= clinical_dropout < 1.0:
+            raise ValueError(f"clinical_dropout must be in [0, 1), got {clinical_dropout}")
+        if head_hidden < 1:
+            raise ValueError(f"head_hidden must be positive, got {head_hidden}")
+        if clinical_head not in CLINICAL_HEADS:
+            raise ValueError(f"clinical_head must be one of {CLINICAL_HEADS}, got {clinical_head!r}")
         self.n_clinical = n_clinical
+        self.clinical_dropout = nn.Dropout(clinical_dropout)
         self.encoders = nn.ModuleDict({
             _phase_key(p): MRIClinicalFusionEncoder(n_clinical, in_shape_zyx=in_shape_zyx, width=width,
                                                     feature_dim=feature_dim, norm=norm,
-                                                    clinical_scale=clinical_scale)
+                                                    clinical_scale=clinical_scale, clinical_path=clinical_path,
+                                                    clinical_init=clinical_init, clinical_gain=clinical_gain,
+                                                    fusion=fusion, fusion_point=fusion_point)
             for p in self.phases})
         self.ca = (CrossAttention(feature_dim, **dict(ca_kwargs or {}))
                    if use_ca and len(self.phases) == 2 else None)
         fused_dim = feature_dim * len(self.phases)
-        self.head = nn.Sequential(nn.Linear(fused_dim, head_hidden), nn.ReLU(inplace=True),
+        self.clinical_to_head = bool(clinical_to_head)
+        head_in = fused_dim + (n_clinical if clinical_to_head else 0)
+        self.head = nn.Sequential(nn.Linear(head_in, head_hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(head_hidden, n_classes))
+        self.clinical_head_kind = clinical_head
+        self.clinical_head = None
+        if clinical_head == "reconstruct":
+            self.clinical_head = nn.Linear(fused_dim, n_clinical)
+        elif clinical_head == "label":
+            n_activations = len(self.phases) * sum(next(iter(self.encoders.values())).image.channels)
+            self.clinical_head = nn.Linear(n_activations, n_classes)
 
     def forward(self, images: Tensor, clinical: Tensor | None = None) -> ModelOutput:
         check_images(images, len(self.phases), self.in_shape_zyx)
         clinical = check_clinical(clinical, self.n_clinical, images.shape[0])
-        z, stages = _encode_phases(self.phases, self.encoders, images, clinical)
+        seen = self.clinical_dropout(clinical)  # both phases see the same items dropped
+        z, stages = _encode_phases(self.phases, self.encoders, images, seen)
         fused = _fuse(z, self.ca)
-        return ModelOutput(self.head(fused), {**z, "fused": fused, **stages})
+        features = {**z, "fused": fused, **stages}
+        if self.clinical_head_kind == "reconstruct":
+            features["clinical_pred"] = self.clinical_head(fused)
+        elif self.clinical_head_kind == "label":
+            a = [a_k for p in self.phases for a_k in self.encoders[_phase_key(p)].clinical.activations(seen)]
+            features["clinical_logits"] = self.clinical_head(torch.cat(a, dim=1))
+        head_in = torch.cat([fused, seen], dim=1) if self.clinical_to_head else fused
+        return ModelOutput(self.head(head_in), features)
 
 
 class Student(nn.Module):

@@ -108,6 +108,14 @@ def model_kwargs(model_cfg: dict, phases: tuple[str, ...], in_shape_zyx: tuple[i
     return kwargs
 
 
+def teacher_kwargs(spec: TeacherSpec, model_cfg: dict, in_shape_zyx: tuple[int, ...], n_clinical: int) -> dict:
+    """A teacher's constructor arguments: the shared ones, `mvi.model.teacher`, then its registry entry's options."""
+    kwargs = model_kwargs(model_cfg, spec.phases, in_shape_zyx, builder="teacher", use_ca=spec.use_ca,
+                          n_clinical=n_clinical)
+    kwargs.update({**network_options("teacher", model_cfg)[0], **spec.model_options})
+    return kwargs
+
+
 def _build(builder: str, kwargs: dict, seed: int) -> torch.nn.Module:
     """A network initialised from its own seed (a teacher and its student never share initial weights)."""
     with torch.random.fork_rng(devices=[]):
@@ -155,8 +163,7 @@ def _teacher_model(spec: TeacherSpec, data: MviData, settings: dict, split: Fold
     if data.clinical is None or data.dictionary is None:
         raise ValueError("a teacher needs the cleaned clinical table and the clinical dictionary")
     preprocessor = ClinicalPreprocessor(data.dictionary).fit(data.clinical.loc[split.train].reset_index())
-    kwargs = model_kwargs(settings["model"], spec.phases, data.images.shape[2:], builder="teacher",
-                          use_ca=spec.use_ca, n_clinical=len(preprocessor.feature_names))
+    kwargs = teacher_kwargs(spec, settings["model"], data.images.shape[2:], len(preprocessor.feature_names))
     model = _build("teacher", kwargs, derive_seed(settings["seed"], "init", name, repeat, fold))
     return model, kwargs, preprocessor
 
@@ -260,7 +267,8 @@ class _EvalOnly:
         return (model(batch["images"], batch["clinical"]) if self.uses_clinical else model(batch["images"])).logits
 
 
-def _frame(ids: list[str], repeat: int, fold: int, labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+def prediction_frame(ids: list[str], repeat: int, fold: int, labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """patient_id, repeat, fold, label, prob_0..prob_2: the frame of every MVI prediction file."""
     out = pd.DataFrame({"patient_id": ids, "repeat": repeat, "fold": fold, "label": labels})
     for c, column in enumerate(PROB_COLUMNS):
         out[column] = probs[:, c]
@@ -287,6 +295,6 @@ def predict_fold(model_path: str | Path, data: MviData, partitions: Partitions, 
     model.to(target)
     probs = predict_probs(_EvalOnly(model, clinical is not None), arrays.tensors(target))
     val_ids = list(payload["val_ids"])
-    validation = _frame(val_ids, repeat, fold, np.array(data.labels.loc[val_ids], dtype=np.int64),
+    validation = prediction_frame(val_ids, repeat, fold, np.array(data.labels.loc[val_ids], dtype=np.int64),
                         np.asarray(payload["val_probs"], dtype=float))
-    return _frame(test_ids, repeat, fold, arrays.labels, probs), validation
+    return prediction_frame(test_ids, repeat, fold, arrays.labels, probs), validation

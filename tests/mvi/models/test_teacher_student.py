@@ -84,13 +84,23 @@ def test_unknown_norm_is_rejected():
 
 
 def test_teacher_output_depends_on_clinical_vector():
-    """Changing sample 0's clinical vector changes sample 0's logits only (GroupNorm: no batch coupling)."""
+    """Changing sample 0's clinical vector changes sample 0's logits only (GroupNorm: no batch coupling).
+
+    The default teacher starts with its clinical layers at zero (every scale 1: the MRI-only path), so the
+    clinical vector matters once one training step has moved them."""
     torch.manual_seed(0)
-    model = Teacher(N_CLIN, in_shape_zyx=SMALL, width=0.125, norm="group").eval()
+    model = Teacher(N_CLIN, in_shape_zyx=SMALL, width=0.125, norm="group")
     images = _images()
     clin = torch.randn(2, N_CLIN)
     changed = clin.clone()
     changed[0] += 1.0
+    with torch.no_grad():
+        start_a, start_b = model.eval()(images, clin), model(images, changed)
+    assert torch.equal(start_a.logits, start_b.logits), "a zero-initialised clinical path must start neutral"
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()(images, clin).logits[:, 0].sum().backward()
+    opt.step()
+    model.eval()
     with torch.no_grad():
         a = model(images, clin)
         b = model(images, changed)
