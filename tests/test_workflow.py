@@ -42,7 +42,10 @@ def test_every_table_is_written_with_the_papers_rows_and_columns(tiny_run):
         for ext in ["md", "csv", "tex"]:
             assert (tables / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext} missing or empty"
     t1 = pd.read_csv(tables / "table1_mvi.csv")
-    assert list(t1["method"]) == ["kd_ours", "ours"], "Table 1 rows: configured Table-1 methods, ours last"
+    assert list(t1["method"]) == ["concat2s", "kd_ours", "ours", "clinical_lr"], (
+        "Table 1 rows: configured Table-1 methods, ours last, then the clinical-only reference")
+    reference = t1[t1["method"] == "clinical_lr"].iloc[0]
+    assert reference["Method"] == "Clinical-only LR †" and pd.isna(reference["p-value (corrected t)"])
     kd = t1[t1["method"] == "kd_ours"].iloc[0]
     assert 0 <= kd["p-value (corrected t)"] <= kd["p-value (corrected t, Holm)"] <= 1
     assert kd["auc_diff_ci_low"] <= kd["auc_diff_mean"] <= kd["auc_diff_ci_high"]
@@ -52,11 +55,15 @@ def test_every_table_is_written_with_the_papers_rows_and_columns(tiny_run):
     assert ("| Method | F1-score (%) | Accuracy (%) | AUC (%) | p-value (corrected t) | p-value (corrected t, Holm) "
             "| p-value (bootstrap, conditional on the models) |") in md
     assert "2 x 3-fold cross-validation (6 test folds)" in md and "Primary test: corrected resampled t-test" in md
+    assert "† Uses clinical data; not an MRI-only method" in md
+    summary = pd.read_csv(tiny_run / "results" / "mvi" / "summary.csv").set_index("name")
+    assert summary.loc["clinical_lr", "role"] == "clinical data only (reference)"
     binary = pd.read_csv(tables / "table_mvi_binary.csv")
-    assert list(binary["method"]) == ["s_pre_hbp", "kd_ours", "ours", "teacher"]
+    assert list(binary["method"]) == ["s_pre_hbp", "concat2s", "kd_ours", "ours", "clinical_lr", "teacher"]
     g1 = pd.read_csv(tables / "table1_grade.csv")
     assert list(g1["Method"]) == ["3D local", "3D local and non-local fusion"]
-    for name in ["roc_pairwise", "confusion_matrix", "calibration", "training_curves_ours"]:
+    for name in ["roc_pairwise", "confusion_matrix", "calibration", "training_curves_ours",
+                 "training_curves_concat2s"]:
         assert (tiny_run / "results" / "figures" / "mvi" / f"{name}.png").stat().st_size > 1000
 
 

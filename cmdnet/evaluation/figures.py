@@ -27,6 +27,7 @@ from typing import Collection, Mapping, Sequence
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -477,15 +478,20 @@ def _training_curves(frame: pd.DataFrame, title: str, source: str = "training lo
     panels = [(cols, name) for cols, name in (
         (train, "Training objective (weighted terms)"), (val_loss, "Validation cross-entropy"),
         (metrics, "Validation metrics"), (lr, "Learning rate"), (other, "Other logged values")) if cols]
-    selected = None
-    if "selected" in frame.columns and frame["selected"].astype(bool).any():
-        selected = int(frame.loc[frame["selected"].astype(bool), "epoch"].iloc[0])
+    frame = frame.reset_index(drop=True)
+    # A stage-wise log (Concat_2S) holds each stage's epochs one after another, each stage with its own
+    # selected epoch: its x axis runs over all of them, stages separated by dashed lines.
+    stages = frame["stage"].astype(str) if "stage" in frame.columns else None
+    x = (pd.Series(range(1, len(frame) + 1), dtype=float) if stages is not None
+         else frame["epoch"].astype(float))
+    chosen = (frame["selected"].astype(bool) if "selected" in frame.columns
+              else pd.Series(False, index=frame.index))
 
     ncols = 2 if len(panels) > 1 else 1
     nrows = -(-len(panels) // ncols)
     fig = _new_figure(5.2 * ncols, 3.9 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    epochs = frame["epoch"].to_numpy()
+    epochs = x.to_numpy()
     for ax, (cols, name) in zip(axes.flat, panels):
         if cols is train:
             terms = [c for c in cols if c != "train_loss"]
@@ -507,27 +513,45 @@ def _training_curves(frame: pd.DataFrame, title: str, source: str = "training lo
                 ax.plot(epochs, frame[c], marker=".", label=_OTHER_NAMES.get(c, c), **styles[c])
             ax.set_ylabel({"Validation cross-entropy": "Cross-entropy (inner validation)",
                            "Learning rate": "Learning rate"}.get(name, "Value"))
-        if selected is not None:
-            ax.axvline(selected, color="grey", linestyle=":", linewidth=1.2)
-            if cols is metrics or cols is val_loss:
-                at = frame["epoch"] == selected
-                for c in cols:
-                    ax.plot([selected], frame.loc[at, c], marker="*", markersize=13, color="black",
-                            linestyle="none", zorder=5, label="selected epoch" if c == cols[0] else None)
+        for at in x[chosen]:
+            ax.axvline(at, color="grey", linestyle=":", linewidth=1.2)
+        if chosen.any() and (cols is metrics or cols is val_loss):
+            for c in cols:
+                ax.plot(x[chosen], frame.loc[chosen, c], marker="*", markersize=13, color="black",
+                        linestyle="none", zorder=5, label="selected epoch" if c == cols[0] else None)
+        if stages is not None:
+            _mark_stages(ax, stages, x)
         ax.set_title(name, loc="left")
-        ax.set_xlabel("Epoch")
+        ax.set_xlabel("Epoch" if stages is None else "Epoch (the stages one after another)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(cols) > 1 or cols is metrics or (selected is not None and cols is val_loss):
+        if len(cols) > 1 or cols is metrics or (chosen.any() and cols is val_loss):
             _legend_below(ax, ncol=2)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    facts = [f"{len(frame)} epochs"]
-    if selected is not None:
-        facts.append(f"selected epoch {selected} (inner validation split)")
+    if stages is None:
+        facts = [f"{len(frame)} epochs"]
+        if chosen.any():
+            facts.append(f"selected epoch {int(frame.loc[chosen, 'epoch'].iloc[0])} (inner validation split)")
+    else:
+        facts = [f"{stages.nunique()} stages, {len(frame)} epochs"]
+        if chosen.any():
+            facts.append("selected " + ", ".join(
+                f"{stage} {int(epoch)}" for stage, epoch in zip(stages[chosen], frame.loc[chosen, "epoch"])))
     if "seconds" in frame.columns:
         facts.append(f"{frame['seconds'].mean():.1f} s per epoch")
-    fig.suptitle(f"{title}\n{', '.join(facts)}")
+    fig.suptitle(f"{title}\n" + textwrap.fill(", ".join(facts), 110))
     return fig
+
+
+def _mark_stages(ax: Axes, stages: pd.Series, x: pd.Series) -> None:
+    """Dashed lines between the stages of a stage-wise log and each stage's name above its epochs."""
+    starts = stages.ne(stages.shift()).to_numpy()
+    for at in x[starts].iloc[1:]:
+        ax.axvline(at - 0.5, color="grey", linestyle="--", linewidth=1)
+    for stage in dict.fromkeys(stages):
+        where = x[stages == stage]
+        ax.text((where.min() + where.max()) / 2, 0.97, stage, transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=8, color="dimgrey", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
 
 
 # ---------------------------------------------------------------- grading

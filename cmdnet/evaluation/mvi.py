@@ -158,7 +158,7 @@ def mvi_evaluation(method_predictions: Mapping[str, str | Path], teacher_predict
         spec = tables.mvi_table1(
             {m: per_fold[m] for m in names}, reference=reference,
             p_values={col: stats[col].to_dict() for col in (P_PRIMARY, P_HOLM, P_BOOT)},
-            display_names={m: display_name(m, with_citation=True) for m in names},
+            display_names={m: display_name(m, with_citation=True) for m in names + clinical_refs},
             title=f"Quantitative results of our network and state-of-the-art methods (3-class MVI, {design}).",
             class_counts=counts, reference_rows={m: per_fold[m] for m in clinical_refs},
             footnote=(f"Primary test: corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank "

@@ -40,7 +40,7 @@ from torch import nn
 
 from cmdnet.atomic import atomic_path
 from cmdnet.config import default_field, parse_section
-from cmdnet.device import resolve_device
+from cmdnet.device import conv3d_channels_last, resolve_device
 from cmdnet.errors import CohortError, InputError
 from cmdnet.grade.dcca import heldout_canonical_correlations
 from cmdnet.grade.fusion import CIFAHead, DCCAHead
@@ -84,6 +84,7 @@ class GradeTrainConfig:
     seed: int = 0
     device: str = default_field("grade.training.device")
     precision: str = default_field("grade.training.precision")
+    channels_last: bool = default_field("grade.training.channels_last")
     checkpoint_every: int = default_field("grade.training.checkpoint_every")
     log_every: int = field(default=0)  # 0 = five progress lines per model
 
@@ -278,6 +279,8 @@ def train_model(method: str, dim: str, samples: torch.Tensor, targets: torch.Ten
         torch.manual_seed(seed)
         model = build_grade_model(method, dim, **config.model_kwargs())
     model.to(device).train()
+    if config.channels_last and dim == "3d":
+        conv3d_channels_last(model)
     state = TrainingState(model, config, np.random.default_rng(seed), device)
     sampler = _PatientBalancedSampler(sample_patient, state.rng)
     pretrain = config.dcca_pretrain_iterations if spec.protocol == "dcca_pretrain" else 0

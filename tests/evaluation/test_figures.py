@@ -135,3 +135,20 @@ def test_training_curves_accept_an_old_log_and_refuse_one_without_epochs(tmp_pat
 def test_the_calibration_figure_bins_by_quantiles_about_15_patients_each():
     assert figures.default_calibration_bins(80) == 5
     assert figures.default_calibration_bins(270) == 10 and figures.default_calibration_bins(20) == 3
+
+
+def test_training_curves_of_a_stage_wise_log_show_every_stage_and_its_selected_epoch(tmp_path):
+    """Concat_2S logs each stage's epochs one after another (epoch numbers repeat), one selected epoch per stage."""
+    log = pd.concat([pd.DataFrame({"stage": stage, "epoch": range(1, 5), "train_focal": [0.5, 0.45, 0.4, 0.38],
+                                   "val_loss": [1.1, 1.0, 0.98, 0.99], "val_auc": [0.5, 0.6, 0.65, 0.64],
+                                   "selected": [False, False, True, False]})
+                     for stage in ("stage1_pre", "stage1_hbp", "stage2")], ignore_index=True)
+    with matplotlib.rc_context(figures._RC):
+        fig = figures._training_curves(log, "Concat_2S")
+    val = next(ax for ax in fig.axes if ax.get_title(loc="left") == "Validation metrics")
+    stars = next(line for line in val.get_lines() if line.get_label() == "selected epoch")
+    assert list(stars.get_xdata()) == [3, 7, 11], "one star per stage, on a running epoch axis"
+    assert {"stage1_pre", "stage1_hbp", "stage2"} <= {t.get_text() for t in val.texts}
+    assert "stage2 3" in fig.get_suptitle(), fig.get_suptitle()
+    log.to_csv(tmp_path / "history.csv", index=False)
+    _assert_png(figures.training_curves_figure(tmp_path / "history.csv", tmp_path / "curves.png"))

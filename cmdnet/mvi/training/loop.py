@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from cmdnet.atomic import atomic_path
 from cmdnet.config import default_field, parse_section
-from cmdnet.device import autocast_dtype, describe_device, resolve_device
+from cmdnet.device import autocast_dtype, conv3d_channels_last, describe_device, resolve_device
 from cmdnet.evaluation.stats.metrics import macro_ovo_auc_replicates
 from cmdnet.mvi.training.data import Augmentation, FoldArrays
 
@@ -92,14 +92,6 @@ def validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(macro_ovo_auc_replicates(labels, probs, np.arange(len(labels))[None])[0])
 
 
-def _conv3d_channels_last(modules: torch.nn.Module) -> None:
-    """Channels-last memory for the weights of every 3D convolution (`Module.to(memory_format=...)` on the
-    whole network would also try to convert the 4D weights of 2D convolutions, e.g. M2Net's, and fail)."""
-    for m in modules.modules():
-        if isinstance(m, torch.nn.Conv3d):
-            m.to(memory_format=torch.channels_last_3d)
-
-
 @dataclass
 class FitResult:
     history: pd.DataFrame
@@ -145,7 +137,7 @@ def fit(task: Task, train: FoldArrays, val: FoldArrays, cfg: TrainConfig, *, see
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     task.modules.to(device)
     if cfg.channels_last:
-        _conv3d_channels_last(task.modules)
+        conv3d_channels_last(task.modules)
     train_t, val_t = train.tensors(device), val.tensors(device)
     if cfg.channels_last:  # once here, not at every validation pass
         val_t["images"] = val_t["images"].contiguous(memory_format=torch.channels_last_3d)
