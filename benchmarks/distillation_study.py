@@ -34,15 +34,21 @@ DEFAULT_COMPARE = ("ours-s_pre_hbp", "ours-kd_ours", "teacher-clinical_lr")
 AUC = "pooled_auc_macro_ovo"
 
 
-def run_seed(seed: int, out: Path, config: Path, cores: int, extra: list[str]) -> float:
-    """One workflow run of the study at `seed`; returns its wall seconds."""
+def seed_command(seed: int, out: Path, config: Path, cores: int, extra: list[str]) -> list[str]:
+    """The Snakemake command of one seed's run (writes the seed's config file into its directory)."""
     workdir = out / f"seed{seed}"
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = workdir / "seed.yaml"
     seed_file.write_text(yaml.safe_dump({"seed": seed, "synthetic": {"seed": seed}}))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--cores", str(cores), "--configfile", str(config), str(seed_file),
-               "--rerun-incomplete", "--quiet", "rules", *extra, "results/mvi/summary.csv"]
+    # The target first: options such as --quiet and --configfile take every word that follows them.
+    return [sys.executable, "-m", "snakemake", "results/mvi/summary.csv", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--cores", str(cores), "--rerun-incomplete", *extra,
+            "--configfile", str(config), str(seed_file)]
+
+
+def run_seed(seed: int, out: Path, config: Path, cores: int, extra: list[str]) -> float:
+    """One workflow run of the study at `seed`; returns its wall seconds."""
+    command = seed_command(seed, out, config, cores, ["--quiet", "rules", *extra])
     print(f"seed {seed}: {' '.join(command[2:])}", flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)

@@ -36,3 +36,23 @@ def test_aggregate_only_writes_the_table_with_paired_t_intervals(tmp_path):
     half = 4.302653 * diff.std(ddof=1) / np.sqrt(3)   # t(0.975, df 2)
     assert f"| {diff.mean():+.3f} | [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}] | 3 of 3 |" in md, md
     assert "mean ± SD across seeds" in md and "0.700 ± 0.020" in md
+
+
+def test_each_seed_runs_the_committed_study_configuration_up_to_the_mvi_summary(tmp_path):
+    """The command of one seed, as a dry run: the study's methods, its teachers and the clinical reference, no
+    grading; the seed reaches both the cohort and the partitions."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import distillation_study
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    command = distillation_study.seed_command(3, tmp_path, REPO / "config" / "study_distillation.yaml", 2,
+                                              ["--dry-run"])
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = proc.stdout
+    for rule in ("train_teacher", "train_method", "clinical_reference", "evaluate_mvi"):
+        assert f"rule {rule}:" in jobs, rule
+    assert "train_grade_fold" not in jobs
+    assert "ours_lclin" in jobs and "teacher_lclin" in jobs
+    assert (tmp_path / "seed3" / "seed.yaml").read_text() == "seed: 3\nsynthetic:\n  seed: 3\n"
