@@ -62,14 +62,14 @@ from configured_networks import (
 )
 
 from cmdnet.config import ConfigError, read_config
-from cmdnet.device import PRECISIONS, autocast_dtype, describe_device, resolve_device
+from cmdnet.device import PRECISIONS, autocast_dtype, conv3d_channels_last, describe_device, resolve_device
 from cmdnet.grade.methods import grade_method
 from cmdnet.grade.train import GradeTrainConfig, train_model
 from cmdnet.labels import MVI_CLASSES
 from cmdnet.mvi.losses import TermContext
 from cmdnet.mvi.objective import DistillationTask, SupervisedTask, build_objective
 from cmdnet.mvi.training.data import Augmentation
-from cmdnet.mvi.training.loop import Task, TrainConfig, _conv3d_channels_last
+from cmdnet.mvi.training.loop import Task, TrainConfig
 from cmdnet.mvi.training.stagewise import (
     StageTask,
     only_stage_trainable,
@@ -137,7 +137,7 @@ def timed_steps(task: Task, batch: dict[str, torch.Tensor], cfg: TrainConfig, de
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     task.modules.to(device)
     if cfg.channels_last:
-        _conv3d_channels_last(task.modules)
+        conv3d_channels_last(task.modules)
     optimiser = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     augment = Augmentation.from_dict(cfg.augmentation)
     generator = torch.Generator().manual_seed(0)

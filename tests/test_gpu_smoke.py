@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cmdnet.config import read_config
-from cmdnet.mvi.methods import teachers_needed
+from cmdnet.mvi.methods import METHODS, teachers_needed
 from tests.conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_smoke.py"
@@ -25,7 +25,7 @@ def run_smoke(*args: str, timeout: float) -> subprocess.CompletedProcess:
 def paper_network_names() -> list[str]:
     """From the registries and config/paper.yaml, not from the script under test."""
     config = read_config(PAPER)
-    methods = list(config["mvi"]["methods"])
+    methods = [m for m in config["mvi"]["methods"] if not METHODS[m].clinical_only]  # clinical_lr: no network
     grade = [f"{method}/{dim}" for dim in config["grade"]["dims"] for method in config["grade"]["methods"]]
     return [*teachers_needed(methods), *methods, *grade]
 
