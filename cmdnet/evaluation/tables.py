@@ -334,8 +334,8 @@ def mvi_table1(per_fold: Mapping[str, pd.DataFrame], *, reference: str,
                      **_mean_sd_columns(folds, MVI_METRICS), **{column: None for column in p_values}})
     note = f"{SD_NOTE}. AUC: macro-averaged one-vs-one AUC (Hand & Till 2001); F1: macro F1. {footnote}".strip()
     if reference_rows:
-        note += (f" {REFERENCE_MARK} Uses clinical data; not an MRI-only method: shown for what the clinical items "
-                 "alone predict on the same folds, not tested and never bold.")
+        note += (f" {REFERENCE_MARK} Uses clinical data; not an MRI-only method: shown for what a linear model of "
+                 "the clinical items alone predicts on the same folds; not tested in this table and never bold.")
     frame = pd.DataFrame(rows)
     if OUTSIDE in frame:
         frame[OUTSIDE] = frame[OUTSIDE].fillna(False).astype(bool)

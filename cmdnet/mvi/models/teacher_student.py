@@ -5,8 +5,10 @@ Reading of the paper used here (choices the paper leaves open are marked "choice
 - Image path (both modules): four blocks of two `3x3x3` conv + norm + ReLU with 64, 128, 256, 256 channels
   (times `width`), a 2x max-pool between blocks (choice: only along axes longer than 1, so thin volumes
   work), then one `3x3x3` conv + norm + ReLU, global average pooling and one FC layer to a `feature_dim`
-  (512) vector Z. Z is left linear (choice: no ReLU), because Eq. 5 turns it into a softmax distribution
-  and a ReLU would pin many entries to the same value.
+  (512) vector Z. Choices, as the paper gives only "two 3x3 convolutional layers" per block: the 3x3x3
+  kernels, the norm (BatchNorm), the ReLUs, the max-pooling, the global average pooling and He init.
+  Z is left linear (choice: no ReLU), because this reading of Eq. 5 turns it into a softmax distribution
+  (the paper does not say how) and a ReLU would pin many entries to the same value.
 - Clinical path (fusion module, Eq. 1): "four FC layers on the input clinical data ... which feature
   channels are 64, 128, 256, and 256" (times `width`), one per image block. Choice (`clinical_path`):
   `"parallel"` (default) reads this literally, every layer maps the clinical vector itself, `a_k = FC_k(c)`;
@@ -22,10 +24,10 @@ Reading of the paper used here (choices the paper leaves open are marked "choice
   default init) starts from random per-patient channel gains, 0.13-1.8 at block 1 on the default cohort:
   noise from 111 mostly uninformative features that training must first undo (docs/teacher.md).
   Options beyond the paper (`fusion="affine"`: a DAFT-style shift as well; `fusion_point="pre_activation"`:
-  modulate before the block's last ReLU) are kept for study; the defaults are the paper's product.
+  modulate before the block's last ReLU) are kept for study; the defaults (`scale`, `block_output`) keep Eq. 1's form.
 - Teacher: one fusion module per phase (separate weights), CA between Z_hbp (X) and Z_pre (Y), concatenation
   `[X_hat, Y_hat]`, then two FC layers (`2*feature_dim -> head_hidden -> n_classes`, ReLU and dropout
-  between). Study options, off by default: `clinical_dropout` (drop items of the clinical vector while
+  between: choice, the paper says only "two fully-connected layers"). Study options, off by default: `clinical_dropout` (drop items of the clinical vector while
   training), `clinical_to_head` (the clinical vector also concatenated to the head's input: late fusion, not
   the paper's). `clinical_head` adds the `L_clinical` head (see `Teacher`).
 - Student: one MRI-only module per phase, CA, concatenation, one FC layer (as the paper).
@@ -131,8 +133,9 @@ class ClinicalScales(nn.Module):
     paper's "applies four FC layers on the input clinical data to obtain four feature maps" read literally:
     every block's scale is one linear map of the items, as in a logistic regression); `"chain"`: the layers
     are stacked, `a_1 = FC_1(c)`, `a_k = FC_k(ReLU(a_{k-1}))`.
-    `clinical_init="zero"` (default): weights and biases start at zero, so every scale starts at `g(0)`
-    (1 for the bounded forms); `"random"`: PyTorch's default init.
+    `clinical_init="zero"` (default): weights and biases start at zero, so every scale starts at `g(0) = 1` (the
+    bounded forms; `raw` would start at 0, a network with no output and no gradient, and is refused with zero
+    init); `"random"`: PyTorch's default init.
     `clinical_gain`: `a_k = clinical_gain * FC_k(...)`. Adam's step does not grow with the gradient, so this
     multiplies the effective learning rate of the clinical layers by `clinical_gain` (with zero init the
     start is unchanged); see docs/teacher.md for why the clinical layers need it.
@@ -153,6 +156,10 @@ class ClinicalScales(nn.Module):
             raise ValueError(f"clinical_path must be one of {CLINICAL_PATHS}, got {clinical_path!r}")
         if clinical_init not in CLINICAL_INITS:
             raise ValueError(f"clinical_init must be one of {CLINICAL_INITS}, got {clinical_init!r}")
+        if clinical_scale == "raw" and clinical_init == "zero":
+            # g(0) = 0: every block's output would be zero, and so every gradient; the teacher would never learn.
+            raise ValueError("clinical_scale 'raw' (C_k = a_k) with clinical_init 'zero' starts every channel scale "
+                             "at 0 and the teacher cannot learn; use clinical_init 'random' with 'raw'")
         self.n_clinical = n_clinical
         self.clinical_scale = clinical_scale
         self.clinical_path = clinical_path

@@ -1,9 +1,10 @@
 """`clinical_lr`: the clinical-only reference row of the MVI tables (not an MRI-only method).
 
 A multinomial logistic regression (scikit-learn, L2, lbfgs) on the cleaned clinical table, preprocessed
-exactly as the teacher's clinical vector (`cmdnet.clinical.ClinicalPreprocessor`: median/mode imputation,
-missing indicators, one-hot, standardisation). It shows what the clinical items alone predict, so a reader
-can see whether the teacher (MRI + the same items) uses them.
+exactly as the teacher's clinical vector (`cmdnet.data.clinical.ClinicalPreprocessor`: median/mode imputation,
+missing indicators, one-hot, standardisation). It shows what a linear model of the clinical items alone predicts:
+a yardstick for the teacher (MRI + the same items), whose use of the items a permutation probe shows
+(docs/teacher.md).
 
 Fold isolation, as for the networks (`cmdnet.mvi.training.fold`): for each repeat and test fold the model
 (preprocessor and regression) is fitted on that fold's training patients and predicts its test patients; a second

@@ -81,10 +81,19 @@ def test_default_teacher_starts_as_the_mri_only_path_and_its_first_step_reaches_
 
 def test_parallel_clinical_layers_each_read_the_clinical_vector():
     from cmdnet.mvi.models.teacher_student import ClinicalScales
-    layer = ClinicalScales(N_CLIN, (4, 8, 16, 16), "raw", "parallel")
+    layer = ClinicalScales(N_CLIN, (4, 8, 16, 16), "raw", "parallel", "random")
     c = torch.randn(3, N_CLIN)
     assert all(fc.in_features == N_CLIN for fc in layer.fcs)
     assert all(torch.allclose(s, fc(c)) for s, fc in zip(layer(c), layer.fcs))
+
+
+def test_the_raw_product_with_zero_initialised_clinical_layers_is_refused():
+    """C_k = a_k = 0 at the start would zero every block's output and every gradient: a teacher that never learns."""
+    from cmdnet.mvi.models.teacher_student import ClinicalScales
+    with pytest.raises(ValueError, match="clinical_init 'random' with 'raw'"):
+        ClinicalScales(N_CLIN, (4, 8, 16, 16), "raw", "parallel", "zero")
+    with pytest.raises(ValueError, match="cannot learn"):
+        Teacher(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, clinical_scale="raw")
 
 
 def test_affine_fusion_starts_as_the_papers_product():

@@ -149,7 +149,7 @@ def test_clinical_scales_are_positive_and_bounded(mode, low, high):
 
 
 def test_clinical_scales_raw_is_the_linear_output():
-    layer = ClinicalScales(N_CLIN, (4, 8, 16, 16), "raw")
+    layer = ClinicalScales(N_CLIN, (4, 8, 16, 16), "raw", clinical_init="random")
     c = torch.randn(3, N_CLIN)
     assert torch.allclose(layer(c)[0], layer.fcs[0](c))
 
