@@ -108,11 +108,13 @@ def test_affine_fusion_starts_as_the_papers_product():
         assert torch.allclose(affine(x, c), scale(x, c), atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["scale", "affine"])
 @pytest.mark.parametrize("point", ["block_output", "pre_activation"])
-def test_neutral_clinical_layers_give_the_image_only_path(point):
-    """Scale 1 and shift 0 wherever the modulation enters: the fusion module is the MRI-only module."""
+def test_neutral_clinical_layers_give_the_image_only_path(kind, point):
+    """Scale 1 (1 + tanh of zero pre-activations) and shift 0 wherever the modulation enters: the fusion module is
+    the MRI-only module."""
     torch.manual_seed(0)
-    fusion = MRIClinicalFusionEncoder(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, fusion="affine",
+    fusion = MRIClinicalFusionEncoder(N_CLIN, in_shape_zyx=SHAPE, width=0.125, feature_dim=16, fusion=kind,
                                       fusion_point=point).eval()
     for fc in fusion.clinical.fcs:
         torch.nn.init.zeros_(fc.weight)

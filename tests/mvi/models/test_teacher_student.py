@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cmdnet.mvi.models import (
-    ClinicalScales, CrossAttention, MRIClinicalFusionEncoder, MRIEncoder, ModelOutput, Student, Teacher,
+    ClinicalScales, CrossAttention, MRIEncoder, ModelOutput, Student, Teacher,
 )
 
 SMALL = (12, 24, 24)
@@ -127,18 +127,6 @@ def test_student_refuses_clinical_input():
     model = Student(in_shape_zyx=SMALL, width=0.125)
     with pytest.raises(TypeError, match="takes no clinical input"):
         model(_images(), torch.randn(2, N_CLIN))
-
-
-def test_fusion_with_zero_clinical_layers_equals_image_only_path():
-    """With 1 + tanh scales, zero clinical pre-activations give scale 1: the fusion module is the MRI-only one."""
-    torch.manual_seed(0)
-    fusion = MRIClinicalFusionEncoder(N_CLIN, in_shape_zyx=SMALL, width=0.125).eval()
-    for fc in fusion.clinical.fcs:
-        torch.nn.init.zeros_(fc.weight)
-        torch.nn.init.zeros_(fc.bias)
-    x = _images(phases=1)
-    with torch.no_grad():
-        assert torch.allclose(fusion(x, torch.randn(2, N_CLIN)), fusion.image(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("mode,low,high", [("one_plus_tanh", 0.0, 2.0), ("sigmoid2", 0.0, 2.0)])

@@ -10,6 +10,7 @@ from cmdnet.data.folds import make_partitions
 from cmdnet.evaluation.stats.metrics import macro_ovo_auc
 from cmdnet.mvi.training.clinical_lr import clinical_lr_predictions, fit_clinical_lr
 from cmdnet.mvi.training.fold import MviData
+from tests.mvi.training.clinical_tables import DICTIONARY, clinical_table
 
 SHAPE = (2, 4, 4)
 
@@ -19,16 +20,9 @@ def cohort(n: int = 60, seed: int = 0) -> MviData:
     rng = np.random.default_rng(seed)
     ids = [f"P{i:03d}" for i in range(n)]
     labels = pd.Series(np.arange(n) % 3, index=ids)
-    clinical = pd.DataFrame({"afp": labels.to_numpy() * 1.5 + rng.normal(size=n),
-                             "albumin": rng.normal(40, 5, size=n),
-                             "hbv": (rng.random(n) < 0.5).astype(float)}, index=pd.Index(ids, name="patient_id"))
-    clinical.loc[ids[::7], "albumin"] = np.nan
-    dictionary = pd.DataFrame({"column": ["afp", "albumin", "hbv"], "name": ["afp", "albumin", "hbv"],
-                               "type": ["numeric", "numeric", "binary"], "unit": ["", "g/L", ""],
-                               "min": [None, None, None], "max": [None, None, None],
-                               "categories": ["", "", "no|yes"], "description": ["", "", ""]})
+    clinical = clinical_table(labels, rng, afp_effect=1.5)
     images = np.zeros((n, 2, *SHAPE), dtype=np.float32)
-    return MviData(images, ("PRE", "HBP"), ids, labels, clinical, dictionary)
+    return MviData(images, ("PRE", "HBP"), ids, labels, clinical, DICTIONARY)
 
 
 @pytest.fixture(scope="module")

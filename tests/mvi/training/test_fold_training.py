@@ -20,6 +20,7 @@ from cmdnet.mvi.settings import job_settings
 from cmdnet.mvi.training.data import FoldArrays
 from cmdnet.mvi.training.fold import MviData, load_model, predict_fold, train_method_fold, train_teacher_fold
 from cmdnet.mvi.training.loop import TrainConfig, fit
+from tests.mvi.training.clinical_tables import DICTIONARY, clinical_table
 
 SHAPE = (4, 12, 12)
 TEST_CONFIG = {"seed": 1, "folds": {"inner_validation_fraction": 0.25},
@@ -40,15 +41,8 @@ def tiny_cohort(n: int = 36, seed: int = 0) -> MviData:
     labels = pd.Series(np.arange(n) % 3, index=ids)
     images = rng.normal(size=(n, 2, *SHAPE)).astype(np.float32)
     images += labels.to_numpy()[:, None, None, None, None] * 0.5
-    clinical = pd.DataFrame({"afp": labels.to_numpy() * 2.0 + rng.normal(size=n),
-                             "albumin": rng.normal(40, 5, size=n),
-                             "hbv": (rng.random(n) < 0.5).astype(float)}, index=pd.Index(ids, name="patient_id"))
-    clinical.loc[ids[::7], "albumin"] = np.nan
-    dictionary = pd.DataFrame({"column": ["afp", "albumin", "hbv"], "name": ["afp", "albumin", "hbv"],
-                               "type": ["numeric", "numeric", "binary"], "unit": ["", "g/L", ""],
-                               "min": [None, None, None], "max": [None, None, None],
-                               "categories": ["", "", "no|yes"], "description": ["", "", ""]})
-    return MviData(images, ("PRE", "HBP"), ids, labels, clinical, dictionary)
+    clinical = clinical_table(labels, rng, afp_effect=2.0)
+    return MviData(images, ("PRE", "HBP"), ids, labels, clinical, DICTIONARY)
 
 
 @pytest.fixture(scope="module")
