@@ -4,7 +4,7 @@ The paper names the term but never defines it (Eq. 6 itself leaves it out). The 
 teacher predicts its own clinical input back from the feature its classifier reads, and is penalised by the
 squared error. It is self-supervised (the target is the input data, no label), it is a prediction of the
 clinical data, and it asks the teacher's fused feature, the one the class head and the distillation losses
-see, to carry the clinical items. docs/methods.md says why this reading was chosen over the alternatives.
+see, to carry the clinical items. docs/teacher.md says why this reading was chosen over the alternatives.
 
 The term `clinical` (`mvi.objectives.<objective>.clinical: {weight: w}`) scores the head the teacher builds with
 `mvi.model.teacher.clinical_head`: `reconstruct` (this reading) or `label` (the label predicted from the clinical
